@@ -1,0 +1,213 @@
+//! One certificate, parsed once into the facts every check needs.
+
+use sha2::{Digest, Sha256};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey;
+
+use crate::algorithm::{self, KeyAlgorithm, tlv};
+use crate::{Error, rfc4514};
+
+/// A parsed certificate and where it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedCert {
+    /// The certificate's DER.
+    pub der: Vec<u8>,
+    /// Where it is in the input, for messages ("certificate 2 (PEM block 2, line 31)").
+    pub origin: String,
+    /// Subject as an RFC 4514 string.
+    pub subject: String,
+    /// Issuer as an RFC 4514 string.
+    pub issuer: String,
+    /// Subject Name, raw DER (compared byte for byte, as webpki does).
+    pub subject_raw: Vec<u8>,
+    /// Issuer Name, raw DER.
+    pub issuer_raw: Vec<u8>,
+    /// Subject key identifier, when present.
+    pub ski: Option<Vec<u8>>,
+    /// Authority key identifier's keyIdentifier, when present.
+    pub aki: Option<Vec<u8>>,
+    /// notBefore, unix seconds.
+    pub not_before: i64,
+    /// notAfter, unix seconds.
+    pub not_after: i64,
+    /// basicConstraints CA:TRUE.
+    pub is_ca: bool,
+    /// The public key's algorithm.
+    pub key_algorithm: KeyAlgorithm,
+    /// SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+    /// RSA modulus (big-endian, no leading zero) for RSA keys.
+    pub rsa_modulus: Option<Vec<u8>>,
+    /// Signature algorithm OID, dotted.
+    pub signature_oid: String,
+    /// DNS names and IP addresses from subjectAltName.
+    pub sans: Vec<String>,
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+    /// Serial number, uppercase hex without colons.
+    pub serial: String,
+}
+
+impl ParsedCert {
+    /// Parses DER; `origin` says where it came from, for messages.
+    pub fn parse(der: Vec<u8>, origin: String) -> Result<Self, Error> {
+        let cert = match X509Certificate::from_der(&der) {
+            Ok((_, cert)) => cert,
+            Err(err) => {
+                return Err(Error::InvalidCertificateFormat(format!(
+                    "{origin} is not a valid X.509 certificate ({err}); check that the file holds a certificate and was not truncated"
+                )));
+            }
+        };
+        let spki = cert.public_key();
+        let curve = spki.algorithm.parameters.as_ref().map(|params| {
+            params
+                .as_oid()
+                .map(|oid| oid.to_id_string())
+                .unwrap_or_else(|_| "explicit".to_string())
+        });
+        let rsa_modulus = match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => {
+                let start = rsa.modulus.iter().position(|&b| b != 0).unwrap_or(0);
+                rsa.modulus.get(start..).map(<[u8]>::to_vec)
+            }
+            _ => None,
+        };
+        let key_algorithm = KeyAlgorithm::classify(
+            &spki.algorithm.algorithm.to_id_string(),
+            curve.as_deref(),
+            rsa_modulus.as_deref().map(algorithm::bit_length),
+        );
+
+        let mut ski = None;
+        let mut aki = None;
+        let mut sans = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(id) => {
+                    aki = id.key_identifier.as_ref().map(|k| k.0.to_vec());
+                }
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for name in &san.general_names {
+                        match name {
+                            GeneralName::DNSName(dns) => sans.push((*dns).to_string()),
+                            GeneralName::IPAddress(ip) => sans.push(format_ip(ip)),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        let fingerprint = hex_lower(&Sha256::digest(&der));
+        Ok(ParsedCert {
+            subject: rfc4514::format_name(cert.subject()),
+            issuer: rfc4514::format_name(cert.issuer()),
+            subject_raw: cert.subject().as_raw().to_vec(),
+            issuer_raw: cert.issuer().as_raw().to_vec(),
+            ski,
+            aki,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            is_ca: cert.is_ca(),
+            key_algorithm,
+            spki: spki.raw.to_vec(),
+            rsa_modulus,
+            signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
+            sans,
+            fingerprint,
+            serial: hex_upper(cert.raw_serial()),
+            origin,
+            der,
+        })
+    }
+
+    /// Subject equals issuer: a root (or other self-issued) certificate.
+    pub fn is_self_issued(&self) -> bool {
+        self.subject_raw == self.issuer_raw
+    }
+
+    /// Could `issuer` have issued `self`, judged by names and key identifiers
+    /// (the signature is checked separately)?
+    pub fn named_issuer_is(&self, issuer: &ParsedCert) -> bool {
+        if self.issuer_raw != issuer.subject_raw {
+            return false;
+        }
+        match (&self.aki, &issuer.ski) {
+            (Some(aki), Some(ski)) => aki == ski,
+            _ => true,
+        }
+    }
+
+    /// "\"CN=www.example.com\" (certificate 2 in fullchain.pem at line 31)".
+    pub fn describe(&self) -> String {
+        format!("\"{}\" ({})", self.subject_or_placeholder(), self.origin)
+    }
+
+    fn subject_or_placeholder(&self) -> &str {
+        if self.subject.is_empty() {
+            "empty subject"
+        } else {
+            &self.subject
+        }
+    }
+
+    /// The three parts a signature check needs: the signed bytes (the whole
+    /// tbsCertificate TLV), the signatureAlgorithm contents, and the
+    /// signature bits.
+    pub fn signed_parts(&self) -> Option<(&[u8], &[u8], &[u8])> {
+        let (outer, _) = tlv(&self.der)?;
+        let (tbs, rest) = tlv(outer.contents)?;
+        let (alg, rest) = tlv(rest)?;
+        let (sig, _) = tlv(rest)?;
+        // A BIT STRING's first content byte counts unused bits; signatures have none.
+        let (unused, bits) = sig.contents.split_first()?;
+        (*unused == 0 && sig.tag == 0x03).then_some((tbs.whole, alg.contents, bits))
+    }
+}
+
+/// Splits a SubjectPublicKeyInfo (whole TLV, or just its contents when
+/// `contents_only`) into the AlgorithmIdentifier contents and the key bits.
+pub(crate) fn spki_parts(spki: &[u8], contents_only: bool) -> Option<(&[u8], &[u8])> {
+    let contents = if contents_only {
+        spki
+    } else {
+        tlv(spki)?.0.contents
+    };
+    let (alg, rest) = tlv(contents)?;
+    let (key, _) = tlv(rest)?;
+    let (unused, bits) = key.contents.split_first()?;
+    (*unused == 0).then_some((alg.contents, bits))
+}
+
+fn format_ip(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => {
+            let octets: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+            std::net::Ipv4Addr::from(octets).to_string()
+        }
+        16 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(bytes);
+            std::net::Ipv6Addr::from(octets).to_string()
+        }
+        _ => hex_lower(bytes),
+    }
+}
+
+/// Lowercase hex without separators.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Uppercase hex without separators.
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    hex_lower(bytes).to_ascii_uppercase()
+}

@@ -1,0 +1,453 @@
+//! # tlsgate-validator
+//!
+//! Pure parsing and validation of TLS certificates, chains and private keys
+//! (SPEC §4). Bytes flow in ([`Request`]: certificate input, optional key,
+//! optional password, options including the current time); a [`Report`]
+//! flows out: every error and warning found, with SPEC error codes, a
+//! summary of the leaf, and the material in canonical form ([`Bundle`]).
+//!
+//! The CLI (`tlsgate cert check|convert`), the admin API and the watched
+//! certificate store all call [`check`], so they cannot disagree about what
+//! a good certificate is. There is no I/O and no clock here: the caller
+//! reads files and passes "now".
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod algorithm;
+mod cert;
+mod chain;
+mod decode;
+mod error;
+mod key;
+mod legacy_pem;
+mod pem;
+mod rfc4514;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+
+pub use algorithm::KeyAlgorithm;
+pub use error::Error;
+pub use pem::encode as pem_encode;
+
+use algorithm::{Verdict, weak_signature};
+use cert::ParsedCert;
+
+/// One input: the bytes and a name for messages (usually the file path).
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// What to call this input in messages, e.g. `certs/www/cert.pem`.
+    pub name: &'a str,
+    /// The content.
+    pub bytes: &'a [u8],
+}
+
+/// What the certificate is for (SPEC R15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A server certificate: leaf first, then intermediates; needs its key.
+    Server,
+    /// A CA bundle for verifying client certificates: CA certificates only.
+    Ca,
+}
+
+/// How strictly to judge.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Server certificate or CA bundle.
+    pub kind: Kind,
+    /// `--strict`: out-of-order chains, missing issuers and non-canonical PEM
+    /// become errors (R25, R29).
+    pub strict: bool,
+    /// A server certificate without a key is an error (upload, store) rather
+    /// than a warning (`cert check` without `--key`).
+    pub require_key: bool,
+    /// The current time; validity is judged against it.
+    pub now: UnixTime,
+}
+
+/// Everything [`check`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The certificate input (PEM, DER, PKCS#7, PKCS#12).
+    pub certificate: Source<'a>,
+    /// The private key input, if given separately.
+    pub private_key: Option<Source<'a>>,
+    /// Password for an encrypted key or a PKCS#12 file.
+    pub password: Option<&'a [u8]>,
+    /// How to judge.
+    pub options: Options,
+}
+
+/// Facts about the leaf (or, for a CA bundle, the first CA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Subject, RFC 4514.
+    pub subject: String,
+    /// Issuer, RFC 4514.
+    pub issuer: String,
+    /// DNS names and IP addresses from subjectAltName.
+    pub sans: Vec<String>,
+    /// notBefore, unix seconds.
+    pub not_before: i64,
+    /// notAfter, unix seconds.
+    pub not_after: i64,
+    /// `RSA 2048`, `ECDSA P-256`, … (SPEC §5).
+    pub key_algorithm: String,
+    /// Number of certificates in the bundle.
+    pub chain_length: usize,
+    /// SHA-256 of the leaf's DER, lowercase hex without colons.
+    pub sha256_fingerprint: String,
+    /// Serial number, uppercase hex without colons.
+    pub serial: String,
+}
+
+impl Summary {
+    /// Whole days from `now` until notAfter (negative once expired).
+    pub fn days_left(&self, now: UnixTime) -> i64 {
+        (self.not_after - unix_seconds(now)).div_euclid(86_400)
+    }
+}
+
+/// The decoded material in canonical order: the leaf first, then each issuer.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    chain: Vec<CertificateDer<'static>>,
+    /// Unencrypted PKCS#8 DER.
+    key: Option<Vec<u8>>,
+    key_algorithm: KeyAlgorithm,
+    summary: Summary,
+}
+
+impl Bundle {
+    /// The certificates, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The private key as unencrypted PKCS#8, when there is one.
+    pub fn private_key(&self) -> Option<PrivateKeyDer<'static>> {
+        self.key
+            .as_ref()
+            .map(|k| PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.clone())))
+    }
+
+    /// The leaf's key algorithm (ECDSA vs RSA decides dual-certificate selection).
+    pub fn key_algorithm(&self) -> &KeyAlgorithm {
+        &self.key_algorithm
+    }
+
+    /// Facts about the leaf.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Canonical PEM of the chain: 64-character lines, leaf first, no blank lines.
+    pub fn certificate_pem(&self) -> String {
+        self.chain
+            .iter()
+            .map(|c| pem::encode("CERTIFICATE", c.as_ref()))
+            .collect()
+    }
+
+    /// The key as PEM PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
+    pub fn private_key_pem(&self) -> Option<String> {
+        self.key
+            .as_ref()
+            .map(|k| pem::encode("PRIVATE KEY", k))
+    }
+}
+
+/// A bundle that passed every check: the only thing the store and the
+/// handshake are allowed to use.
+#[derive(Debug, Clone)]
+pub struct ValidatedBundle {
+    bundle: Bundle,
+    warnings: Vec<Error>,
+}
+
+impl ValidatedBundle {
+    /// The validated material.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// Warnings that did not prevent acceptance.
+    pub fn warnings(&self) -> &[Error] {
+        &self.warnings
+    }
+}
+
+/// The outcome of [`check`].
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Problems that refuse the input.
+    pub errors: Vec<Error>,
+    /// Problems worth knowing that do not refuse it.
+    pub warnings: Vec<Error>,
+    /// The decoded material, whenever certificates could be decoded (even
+    /// with policy errors such as expiry, so `cert convert` can still write it).
+    pub bundle: Option<Bundle>,
+}
+
+impl Report {
+    /// Accepted: no errors (warnings allowed).
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The leaf summary, whenever a leaf could be parsed.
+    pub fn summary(&self) -> Option<&Summary> {
+        self.bundle.as_ref().map(Bundle::summary)
+    }
+
+    /// The validated bundle when accepted; the report itself otherwise.
+    pub fn into_validated(self) -> Result<ValidatedBundle, Report> {
+        match self.bundle {
+            Some(bundle) if self.errors.is_empty() => Ok(ValidatedBundle {
+                bundle,
+                warnings: self.warnings,
+            }),
+            _ => Err(self),
+        }
+    }
+}
+
+/// Collects findings, applying `--strict` in one place.
+#[derive(Debug)]
+pub(crate) struct Findings {
+    strict: bool,
+    errors: Vec<Error>,
+    warnings: Vec<Error>,
+}
+
+impl Findings {
+    fn error(&mut self, err: Error) {
+        self.errors.push(err);
+    }
+
+    fn warning(&mut self, err: Error) {
+        self.warnings.push(err);
+    }
+
+    /// A warning, or an error under `--strict`.
+    fn strict(&mut self, err: Error) {
+        if self.strict {
+            self.errors.push(err);
+        } else {
+            self.warnings.push(err);
+        }
+    }
+}
+
+/// Days of validity left on a leaf at or below which a warning is given.
+const EXPIRING_SOON_DAYS: i64 = 30;
+
+/// Validates a certificate (and key) per SPEC §4. Never panics on input.
+pub fn check(request: &Request<'_>) -> Report {
+    let options = request.options;
+    let now = unix_seconds(options.now);
+    let mut findings = Findings {
+        strict: options.strict,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    let decoded = decode::certificates(&request.certificate, request.password);
+    findings.errors.extend(decoded.errors);
+    findings.warnings.extend(decoded.warnings);
+    let key = match request.private_key {
+        Some(source) => match decode::private_key(&source, request.password) {
+            Ok(key) => Some(key),
+            Err(err) => {
+                findings.error(err);
+                None
+            }
+        },
+        None => decoded.key,
+    };
+    let certs = decoded.certs;
+    if certs.is_empty() {
+        return Report {
+            errors: findings.errors,
+            warnings: findings.warnings,
+            bundle: None,
+        };
+    }
+
+    if !decoded.non_canonical.is_empty() {
+        findings.strict(Error::NonCanonicalPem(format!(
+            "{} is not canonical PEM: {}; tlsgate reads it, but strict uploaders reject it — `tlsgate cert convert` writes the canonical form",
+            request.certificate.name,
+            decoded.non_canonical.join("; ")
+        )));
+    }
+
+    let order = match options.kind {
+        Kind::Server => chain::order_server(&certs, key.as_ref(), decoded.ordered, &mut findings),
+        Kind::Ca => {
+            chain::check_ca_links(&certs, &mut findings);
+            (0..certs.len()).collect()
+        }
+    };
+    let chain: Vec<&ParsedCert> = order.iter().filter_map(|&i| certs.get(i)).collect();
+    let Some(&leaf) = chain.first() else {
+        return Report {
+            errors: findings.errors,
+            warnings: findings.warnings,
+            bundle: None,
+        };
+    };
+
+    match (&key, options.kind) {
+        (Some(key), _) => {
+            if key.matches(leaf) == Some(false) {
+                let other = certs
+                    .iter()
+                    .find(|c| key.matches(c) == Some(true))
+                    .map(|c| format!(" (it belongs to {} instead)", c.describe()))
+                    .unwrap_or_default();
+                findings.error(Error::KeyCertificateMismatch(format!(
+                    "{} does not match the leaf certificate {}{other}; use the key that was generated with this certificate's request — after a renewal the old key often stays behind",
+                    key.origin,
+                    leaf.describe()
+                )));
+            }
+            if key.algorithm != leaf.key_algorithm {
+                key_algorithm_findings(&key.algorithm, &key.origin, &mut findings);
+            }
+        }
+        (None, Kind::Server) => {
+            let missing = Error::MissingPrivateKey(format!(
+                "no private key was given for {}: the server cannot use a certificate without its key; give it with --key FILE (CLI) or the \"private_key\" field (API)",
+                leaf.describe()
+            ));
+            if options.require_key {
+                findings.error(missing);
+            } else {
+                findings.warning(missing);
+            }
+        }
+        (None, Kind::Ca) => {}
+    }
+
+    for (position, cert) in chain.iter().enumerate() {
+        let place = format!("chain position {}: {}", position + 1, cert.describe());
+        key_algorithm_findings(&cert.key_algorithm, &place, &mut findings);
+        if let Some(digest) = weak_signature(&cert.signature_oid) {
+            if !cert.is_self_issued() {
+                findings.error(Error::WeakSignatureAlgorithm(format!(
+                    "{place} is signed with {digest}, which browsers and TLS libraries refuse; ask the CA to reissue it with SHA-256 (e.g. `openssl ca -md sha256`, or `default_md = sha256` in openssl.cnf)"
+                )));
+            }
+        }
+        if now < cert.not_before {
+            findings.error(Error::CertificateNotYetValid(format!(
+                "{place} is not valid until {} (in {}); check the clock of the machine that issued it, or wait",
+                rfc3339(cert.not_before),
+                span(cert.not_before - now)
+            )));
+        }
+        if now > cert.not_after {
+            findings.error(Error::CertificateExpired(format!(
+                "{place} expired on {} ({} ago); {}",
+                rfc3339(cert.not_after),
+                span(now - cert.not_after),
+                if position == 0 {
+                    "renew the certificate"
+                } else {
+                    "get the current intermediate certificate from your CA"
+                }
+            )));
+        } else if (position == 0 || options.kind == Kind::Ca)
+            && cert.not_after - now <= EXPIRING_SOON_DAYS * 86_400
+        {
+            findings.warning(Error::CertificateExpiringSoon(format!(
+                "{place} expires on {} (in {}); renew it soon",
+                rfc3339(cert.not_after),
+                span(cert.not_after - now)
+            )));
+        }
+        if options.kind == Kind::Ca && !cert.is_ca {
+            findings.error(Error::NotACaCertificate(format!(
+                "{place} is not a CA certificate (basicConstraints CA:TRUE is missing): mutual authentication needs the certificate of the CA that issued the client certificates, not a client or server certificate"
+            )));
+        }
+    }
+
+    if options.kind == Kind::Server
+        && !leaf.is_self_issued()
+        && !chain.get(1).is_some_and(|next| leaf.named_issuer_is(next))
+        && !chain::issued_by_well_known_root(leaf)
+    {
+        findings.strict(Error::CertificateChainNotFound(format!(
+            "{} was issued by \"{}\", which is neither in the bundle nor a well-known root: clients that do not already have that intermediate will fail to verify the certificate; append the intermediate certificate(s) after the leaf (your CA's \"fullchain\" or \"ca-bundle\" file)",
+            leaf.describe(),
+            leaf.issuer
+        )));
+    }
+
+    let summary = Summary {
+        subject: leaf.subject.clone(),
+        issuer: leaf.issuer.clone(),
+        sans: leaf.sans.clone(),
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
+        key_algorithm: leaf.key_algorithm.to_string(),
+        chain_length: chain.len(),
+        sha256_fingerprint: leaf.fingerprint.clone(),
+        serial: leaf.serial.clone(),
+    };
+    let bundle = Bundle {
+        chain: chain
+            .iter()
+            .map(|c| CertificateDer::from(c.der.clone()))
+            .collect(),
+        key: key.map(|k| k.pkcs8),
+        key_algorithm: leaf.key_algorithm.clone(),
+        summary,
+    };
+    Report {
+        errors: findings.errors,
+        warnings: findings.warnings,
+        bundle: Some(bundle),
+    }
+}
+
+fn key_algorithm_findings(algorithm: &KeyAlgorithm, place: &str, findings: &mut Findings) {
+    match algorithm.verdict() {
+        Verdict::Servable => {}
+        Verdict::Weak => findings.error(Error::WeakKey(format!(
+            "{place} uses a {algorithm}-bit key, which current TLS clients refuse; generate a new key of at least 2048 bits (`openssl genrsa -out key.pem 3072`, or ECDSA: `openssl ecparam -genkey -name prime256v1 -noout -out key.pem`) and get a new certificate for it"
+        ))),
+        Verdict::Unsupported => findings.error(Error::UnsupportedKeyAlgorithm(format!(
+            "{place} uses a {algorithm} key; tlsgate serves RSA (2048-8192 bits) and ECDSA P-256, P-384 and P-521 only — generate a supported key and get a new certificate for it"
+        ))),
+    }
+}
+
+/// Unix seconds of a [`UnixTime`], saturating.
+fn unix_seconds(now: UnixTime) -> i64 {
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A unix time as RFC 3339 (`2026-06-01T00:00:00Z`).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{unix}"))
+}
+
+/// A duration in words for messages: "12 days", "5 hours".
+fn span(seconds: i64) -> String {
+    let days = seconds / 86_400;
+    match days {
+        0 => {
+            let hours = seconds / 3_600;
+            if hours == 1 { "1 hour".into() } else { format!("{hours} hours") }
+        }
+        1 => "1 day".into(),
+        n => format!("{n} days"),
+    }
+}
