@@ -104,7 +104,9 @@ impl Inputs {
             cert_name: cert.display().to_string(),
             cert: read(cert, "certificate")?,
             key: key
-                .map(|path| Ok::<_, anyhow::Error>((path.display().to_string(), read(path, "key")?)))
+                .map(|path| {
+                    Ok::<_, anyhow::Error>((path.display().to_string(), read(path, "key")?))
+                })
                 .transpose()?,
             password: password_file.map(read_password).transpose()?,
         })
@@ -116,7 +118,10 @@ impl Inputs {
                 name: &self.cert_name,
                 bytes: &self.cert,
             },
-            private_key: self.key.as_ref().map(|(name, bytes)| Source { name, bytes }),
+            private_key: self
+                .key
+                .as_ref()
+                .map(|(name, bytes)| Source { name, bytes }),
             password: self.password.as_deref(),
             options: Options {
                 kind,
@@ -159,7 +164,11 @@ fn kind(ca: bool) -> Kind {
 }
 
 fn check(args: &CheckArgs) -> Result<u8> {
-    let inputs = Inputs::read(&args.cert, args.key.as_deref(), args.password_file.as_deref())?;
+    let inputs = Inputs::read(
+        &args.cert,
+        args.key.as_deref(),
+        args.password_file.as_deref(),
+    )?;
     let report = inputs.validate(kind(args.ca), args.strict);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
@@ -233,13 +242,21 @@ fn report_text(name: &str, report: &Report) -> String {
         out.push_str(&format!("error: {}: {}\n", err.code(), err.message()));
     }
     for warning in &report.warnings {
-        out.push_str(&format!("warning: {}: {}\n", warning.code(), warning.message()));
+        out.push_str(&format!(
+            "warning: {}: {}\n",
+            warning.code(),
+            warning.message()
+        ));
     }
     out
 }
 
 fn convert(args: &ConvertArgs) -> Result<u8> {
-    let inputs = Inputs::read(&args.input, args.key.as_deref(), args.password_file.as_deref())?;
+    let inputs = Inputs::read(
+        &args.input,
+        args.key.as_deref(),
+        args.password_file.as_deref(),
+    )?;
     let report = inputs.validate(kind(args.ca), false);
     let (fatal, other): (Vec<&Error>, Vec<&Error>) = report
         .errors
@@ -301,7 +318,11 @@ fn write_file(path: &Path, content: &[u8], secret: bool) -> Result<()> {
     let file_name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

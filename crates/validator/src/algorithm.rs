@@ -214,9 +214,18 @@ mod tests {
     #[test]
     fn verdicts_follow_r24() {
         assert_eq!(KeyAlgorithm::Rsa { bits: 1024 }.verdict(), Verdict::Weak);
-        assert_eq!(KeyAlgorithm::Rsa { bits: 2048 }.verdict(), Verdict::Servable);
-        assert_eq!(KeyAlgorithm::Rsa { bits: 8192 }.verdict(), Verdict::Servable);
-        assert_eq!(KeyAlgorithm::Rsa { bits: 16384 }.verdict(), Verdict::Unsupported);
+        assert_eq!(
+            KeyAlgorithm::Rsa { bits: 2048 }.verdict(),
+            Verdict::Servable
+        );
+        assert_eq!(
+            KeyAlgorithm::Rsa { bits: 8192 }.verdict(),
+            Verdict::Servable
+        );
+        assert_eq!(
+            KeyAlgorithm::Rsa { bits: 16384 }.verdict(),
+            Verdict::Unsupported
+        );
         assert_eq!(KeyAlgorithm::EcdsaP521.verdict(), Verdict::Servable);
         assert_eq!(KeyAlgorithm::Ed25519.verdict(), Verdict::Unsupported);
         let k1 = KeyAlgorithm::classify(OID_EC, Some("1.3.132.0.10"), None);

@@ -237,9 +237,13 @@ fn pkcs7(der: &[u8], place: &str, out: &mut DecodedCertificates) {
 fn pkcs12(der: &[u8], password: Option<&[u8]>, name: &str, out: &mut DecodedCertificates) {
     // PKCS#12 passwords are text (BMPString); an export with no password uses "".
     let given = password.map(|p| String::from_utf8_lossy(p).into_owned());
-    let archive = match p12_keystore::Pkcs12Archive::from_pkcs12(der, given.as_deref().unwrap_or("")) {
+    let archive = match p12_keystore::Pkcs12Archive::from_pkcs12(
+        der,
+        given.as_deref().unwrap_or(""),
+    ) {
         Ok(archive) => archive,
-        Err(p12_keystore::error::Error::MacError(_)) | Err(p12_keystore::error::Error::UnpadError)
+        Err(p12_keystore::error::Error::MacError(_))
+        | Err(p12_keystore::error::Error::UnpadError)
             if given.is_none() =>
         {
             out.errors.push(Error::EncryptedPrivateKey(format!(
@@ -247,7 +251,8 @@ fn pkcs12(der: &[u8], password: Option<&[u8]>, name: &str, out: &mut DecodedCert
             )));
             return;
         }
-        Err(p12_keystore::error::Error::MacError(_)) | Err(p12_keystore::error::Error::UnpadError) => {
+        Err(p12_keystore::error::Error::MacError(_))
+        | Err(p12_keystore::error::Error::UnpadError) => {
             out.errors.push(Error::InvalidPassword(format!(
                 "the password does not open the PKCS#12 file {name}; check the password file (a trailing newline is removed, other whitespace is kept)"
             )));
@@ -267,7 +272,10 @@ fn pkcs12(der: &[u8], password: Option<&[u8]>, name: &str, out: &mut DecodedCert
     match archive.keys.as_slice() {
         [] => {}
         [bag] => {
-            match key::from_pkcs8(bag.key.as_der(), format!("the private key in the PKCS#12 file {name}")) {
+            match key::from_pkcs8(
+                bag.key.as_der(),
+                format!("the private key in the PKCS#12 file {name}"),
+            ) {
                 Ok(key) => out.key = Some(key),
                 Err(err) => out.errors.push(err),
             }
@@ -308,7 +316,10 @@ fn dedupe(out: &mut DecodedCertificates) {
 }
 
 /// Decodes the private-key input.
-pub(crate) fn private_key(source: &Source<'_>, password: Option<&[u8]>) -> Result<ParsedKey, Error> {
+pub(crate) fn private_key(
+    source: &Source<'_>,
+    password: Option<&[u8]>,
+) -> Result<ParsedKey, Error> {
     let name = source.name;
     if source.bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::InvalidPrivateKeyFormat(format!(

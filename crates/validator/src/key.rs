@@ -214,7 +214,9 @@ pub(crate) fn from_pkcs8(der: &[u8], origin: String) -> Result<ParsedKey, Error>
             let curve = info
                 .algorithm
                 .parameters
-                .map(|params| curve_of_any(params.tag(), params.decode_as::<ObjectIdentifier>().ok()))
+                .map(|params| {
+                    curve_of_any(params.tag(), params.decode_as::<ObjectIdentifier>().ok())
+                })
                 .or_else(|| sec1_curve(&sec1));
             let algorithm = KeyAlgorithm::classify(OID_EC, curve.as_deref(), None);
             let public = sec1
@@ -223,10 +225,9 @@ pub(crate) fn from_pkcs8(der: &[u8], origin: String) -> Result<ParsedKey, Error>
             finish(der.to_vec(), algorithm, public, origin)
         }
         _ => {
-            let curve = info
-                .algorithm
-                .parameters
-                .map(|params| curve_of_any(params.tag(), params.decode_as::<ObjectIdentifier>().ok()));
+            let curve = info.algorithm.parameters.map(|params| {
+                curve_of_any(params.tag(), params.decode_as::<ObjectIdentifier>().ok())
+            });
             let algorithm = KeyAlgorithm::classify(&oid, curve.as_deref(), None);
             finish(der.to_vec(), algorithm, Public::Unknown, origin)
         }
@@ -290,7 +291,9 @@ fn wrap_pkcs8(
     origin: &str,
 ) -> Result<Vec<u8>, Error> {
     let fail = |err: der::Error| {
-        Error::InvalidPrivateKeyFormat(format!("{origin} could not be re-encoded as PKCS#8 ({err})"))
+        Error::InvalidPrivateKeyFormat(format!(
+            "{origin} could not be re-encoded as PKCS#8 ({err})"
+        ))
     };
     let oid = <ObjectIdentifier>::new(oid).map_err(|err| fail(err.into()))?;
     let info = pkcs8::PrivateKeyInfo::<Any, OctetString, der::asn1::BitString> {
@@ -341,5 +344,7 @@ fn finish(
 
 /// Decodes an `EC PARAMETERS` block (a named-curve OID) into a dotted OID.
 pub(crate) fn ec_parameters_curve(der: &[u8]) -> Option<String> {
-    <ObjectIdentifier>::from_der(der).ok().map(|oid| oid.to_string())
+    <ObjectIdentifier>::from_der(der)
+        .ok()
+        .map(|oid| oid.to_string())
 }

@@ -152,9 +152,7 @@ impl Bundle {
 
     /// The key as PEM PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
     pub fn private_key_pem(&self) -> Option<String> {
-        self.key
-            .as_ref()
-            .map(|k| pem::encode("PRIVATE KEY", k))
+        self.key.as_ref().map(|k| pem::encode("PRIVATE KEY", k))
     }
 }
 
@@ -435,7 +433,10 @@ fn unix_seconds(now: UnixTime) -> i64 {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| format!("@{unix}"))
 }
 
@@ -445,7 +446,11 @@ fn span(seconds: i64) -> String {
     match days {
         0 => {
             let hours = seconds / 3_600;
-            if hours == 1 { "1 hour".into() } else { format!("{hours} hours") }
+            if hours == 1 {
+                "1 hour".into()
+            } else {
+                format!("{hours} hours")
+            }
         }
         1 => "1 day".into(),
         n => format!("{n} days"),

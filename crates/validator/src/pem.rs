@@ -216,7 +216,9 @@ pub(crate) fn scan(bytes: &[u8]) -> Scanned {
         }
         if !block.seen_data {
             if let Some((key, value)) = trimmed.split_once(':') {
-                block.headers.push((key.trim().to_string(), value.trim().to_string()));
+                block
+                    .headers
+                    .push((key.trim().to_string(), value.trim().to_string()));
                 continue;
             }
             if (line.starts_with(' ') || line.starts_with('\t')) && !block.headers.is_empty() {
@@ -268,7 +270,10 @@ pub(crate) fn scan(bytes: &[u8]) -> Scanned {
 
 /// Matches `-----BEGIN LABEL-----` / `-----END LABEL-----` and returns LABEL.
 fn marker<'a>(line: &'a str, kind: &str) -> Option<&'a str> {
-    let rest = line.strip_prefix("-----")?.strip_prefix(kind)?.strip_prefix(' ')?;
+    let rest = line
+        .strip_prefix("-----")?
+        .strip_prefix(kind)?
+        .strip_prefix(' ')?;
     let label = rest.strip_suffix("-----")?;
     Some(label.trim())
 }
@@ -350,7 +355,11 @@ mod tests {
         let text = encode("CERTIFICATE", &der);
         let scanned = scan(text.as_bytes());
         assert!(scanned.malformed.is_empty());
-        assert!(scanned.non_canonical.is_empty(), "{:?}", scanned.non_canonical);
+        assert!(
+            scanned.non_canonical.is_empty(),
+            "{:?}",
+            scanned.non_canonical
+        );
         assert_eq!(scanned.blocks.len(), 1);
         assert_eq!(scanned.blocks[0].der, der);
         assert_eq!(scanned.blocks[0].line, 1);
@@ -397,6 +406,10 @@ mod tests {
         let scanned = scan(text.as_bytes());
         assert_eq!(scanned.blocks.len(), 1);
         assert_eq!(scanned.blocks[0].header("proc-type"), Some("4,ENCRYPTED"));
-        assert!(scanned.non_canonical.is_empty(), "{:?}", scanned.non_canonical);
+        assert!(
+            scanned.non_canonical.is_empty(),
+            "{:?}",
+            scanned.non_canonical
+        );
     }
 }
