@@ -86,6 +86,7 @@ pub(crate) fn order_server(
         // intermediate is the wrong key, reported as a mismatch by the caller.
         (matching.len() == 1 && candidates.contains(&matching[0])).then(|| matching[0])
     });
+    let mut several_leaves = false;
     let leaf = match (by_key, candidates.as_slice()) {
         (Some(leaf), _) => leaf,
         (None, [only]) => *only,
@@ -96,6 +97,7 @@ pub(crate) fn order_server(
             0
         }
         (None, [first, rest @ ..]) => {
+            several_leaves = true;
             let others: Vec<String> = rest.iter().map(|&i| certs[i].describe()).collect();
             findings.error(Error::InvalidCertificateChain(format!(
                 "the certificates do not form one chain: {} and {} each issued no other certificate in the bundle, so there is more than one leaf; a bundle holds one leaf and the intermediates that issued it, in order (give --key to say which certificate is the leaf)",
@@ -137,17 +139,8 @@ pub(crate) fn order_server(
     }
 
     let leftovers: Vec<usize> = (0..n).filter(|&i| !used[i]).collect();
-    if !leftovers.is_empty() && candidates.len() <= 1 {
-        let names: Vec<String> = leftovers.iter().map(|&i| certs[i].describe()).collect();
-        findings.error(Error::InvalidCertificateChain(format!(
-            "{} not part of the chain of the leaf {}: it did not issue the leaf or any of its issuers; remove it, or check that the bundle belongs to this certificate",
-            if names.len() == 1 {
-                format!("{} is", names[0])
-            } else {
-                format!("{} are", names.join(", "))
-            },
-            certs[leaf].describe()
-        )));
+    if !several_leaves {
+        report_leftovers(certs, &chain, &leftovers, findings);
     }
 
     if ordered_input && leftovers.is_empty() {
@@ -162,6 +155,46 @@ pub(crate) fn order_server(
     }
     chain.extend(leftovers);
     chain
+}
+
+/// Explains certificates that are not part of the leaf's chain. The common
+/// real case gets its own message: a certificate with the right *name* but
+/// another key (the CA re-keyed, or a stale intermediate from an old bundle).
+fn report_leftovers(
+    certs: &[ParsedCert],
+    chain: &[usize],
+    leftovers: &[usize],
+    findings: &mut Findings,
+) {
+    let mut strangers = Vec::new();
+    for &stray in leftovers {
+        let named_by = chain
+            .iter()
+            .position(|&member| certs[member].issuer_raw == certs[stray].subject_raw);
+        match named_by {
+            Some(position) => findings.error(Error::InvalidCertificateChain(format!(
+                "chain position {} ({}) names \"{}\" as its issuer, and {} has that name but a different key (its key identifier or signature does not match): it is another CA with the same name — a stale intermediate, or one from a re-keyed CA; get the intermediate your CA publishes for this certificate",
+                position + 1,
+                certs[chain[position]].describe(),
+                certs[stray].subject,
+                certs[stray].describe(),
+            ))),
+            None => strangers.push(certs[stray].describe()),
+        }
+    }
+    if let Some((&leaf, _)) = chain.split_first() {
+        if !strangers.is_empty() {
+            findings.error(Error::InvalidCertificateChain(format!(
+                "{} not part of the chain of the leaf {}: it did not issue the leaf or any of its issuers; remove it, or check that the bundle belongs to this certificate",
+                if strangers.len() == 1 {
+                    format!("{} is", strangers[0])
+                } else {
+                    format!("{} are", strangers.join(", "))
+                },
+                certs[leaf].describe()
+            )));
+        }
+    }
 }
 
 /// Checks the links inside a CA bundle: certificates in a trust bundle need

@@ -456,3 +456,46 @@ fn span(seconds: i64) -> String {
         n => format!("{n} days"),
     }
 }
+
+/// The longest certificate name (SPEC R15).
+pub const MAX_NAME_LEN: usize = 80;
+
+/// A certificate name per SPEC R15: 1–80 characters from letters, digits,
+/// `-` `/` `.` `_` `*`. A name is only a name: it never becomes a path by
+/// itself (the store encodes it into a folder name), so `../x` is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CertificateName(String);
+
+impl CertificateName {
+    /// Validates a name; `InvalidParameter` says which character or length is wrong.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        let len = name.chars().count();
+        if len == 0 || len > MAX_NAME_LEN {
+            return Err(Error::InvalidParameter(format!(
+                "certificate name {name:?} is {len} characters long; names have 1 to {MAX_NAME_LEN} characters"
+            )));
+        }
+        if let Some((index, bad)) = name
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '.' | '_' | '*')))
+        {
+            return Err(Error::InvalidParameter(format!(
+                "certificate name {name:?} has {bad:?} at position {}; names use letters, digits and - / . _ * only",
+                index + 1
+            )));
+        }
+        Ok(CertificateName(name.to_string()))
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CertificateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
