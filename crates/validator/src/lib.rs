@@ -200,13 +200,13 @@ impl Report {
     }
 
     /// The validated bundle when accepted; the report itself otherwise.
-    pub fn into_validated(self) -> Result<ValidatedBundle, Report> {
+    pub fn into_validated(self) -> Result<ValidatedBundle, Box<Report>> {
         match self.bundle {
             Some(bundle) if self.errors.is_empty() => Ok(ValidatedBundle {
                 bundle,
                 warnings: self.warnings,
             }),
-            _ => Err(self),
+            bundle => Err(Box::new(Report { bundle, ..self })),
         }
     }
 }

@@ -209,7 +209,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scanned {
         }
         if trimmed.is_empty() {
             // A blank line after RFC 1421 headers is their required separator.
-            if !(block.headers.len() > 0 && !block.seen_data) {
+            if block.headers.is_empty() || block.seen_data {
                 set_once(&mut style.blank, line_no);
             }
             continue;
