@@ -61,12 +61,19 @@ impl ParsedCert {
             }
         };
         let spki = cert.public_key();
-        let curve = spki.algorithm.parameters.as_ref().map(|params| {
-            params
-                .as_oid()
-                .map(|oid| oid.to_id_string())
-                .unwrap_or_else(|_| "explicit".to_string())
-        });
+        // asn1-rs's as_oid() does not check the tag, so check it here: a
+        // SEQUENCE is explicit curve parameters, NULL is RSA's parameter.
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|params| match params.tag() {
+                x509_parser::der_parser::asn1_rs::Tag::Oid => {
+                    params.as_oid().ok().map(|oid| oid.to_id_string())
+                }
+                x509_parser::der_parser::asn1_rs::Tag::Sequence => Some("explicit".to_string()),
+                _ => None,
+            });
         let rsa_modulus = match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) => {
                 let start = rsa.modulus.iter().position(|&b| b != 0).unwrap_or(0);
@@ -154,19 +161,18 @@ impl ParsedCert {
             &self.subject
         }
     }
+}
 
-    /// The three parts a signature check needs: the signed bytes (the whole
-    /// tbsCertificate TLV), the signatureAlgorithm contents, and the
-    /// signature bits.
-    pub fn signed_parts(&self) -> Option<(&[u8], &[u8], &[u8])> {
-        let (outer, _) = tlv(&self.der)?;
-        let (tbs, rest) = tlv(outer.contents)?;
-        let (alg, rest) = tlv(rest)?;
-        let (sig, _) = tlv(rest)?;
-        // A BIT STRING's first content byte counts unused bits; signatures have none.
-        let (unused, bits) = sig.contents.split_first()?;
-        (*unused == 0 && sig.tag == 0x03).then_some((tbs.whole, alg.contents, bits))
-    }
+/// Splits any X.509 SIGNED{} structure (certificate, CRL) into the signed
+/// bytes, the signatureAlgorithm contents and the signature bits.
+pub(crate) fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (outer, _) = tlv(der)?;
+    let (tbs, rest) = tlv(outer.contents)?;
+    let (alg, rest) = tlv(rest)?;
+    let (sig, _) = tlv(rest)?;
+    // A BIT STRING's first content byte counts unused bits; signatures have none.
+    let (unused, bits) = sig.contents.split_first()?;
+    (*unused == 0 && sig.tag == 0x03).then_some((tbs.whole, alg.contents, bits))
 }
 
 /// Splits a SubjectPublicKeyInfo (whole TLV, or just its contents when

@@ -24,7 +24,13 @@ pub(crate) fn link_verifies(child: &ParsedCert, issuer: &ParsedCert) -> Option<b
 }
 
 fn signature_verifies(child: &ParsedCert, issuer_alg: &[u8], issuer_key: &[u8]) -> bool {
-    let Some((tbs, sig_alg, signature)) = child.signed_parts() else {
+    signed_by(&child.der, issuer_alg, issuer_key)
+}
+
+/// Does the key (AlgorithmIdentifier contents + key bits) verify the
+/// signature of the SIGNED{} structure `der` (a certificate or a CRL)?
+pub(crate) fn signed_by(der: &[u8], issuer_alg: &[u8], issuer_key: &[u8]) -> bool {
+    let Some((tbs, sig_alg, signature)) = crate::cert::signed_parts(der) else {
         return false;
     };
     webpki::ALL_VERIFICATION_ALGS

@@ -23,6 +23,8 @@ pub(crate) struct DecodedCertificates {
     pub ordered: bool,
     /// A key that came in the same input (PKCS#12, or a PEM with a key block).
     pub key: Option<ParsedKey>,
+    /// The input held a key that could not be read (already reported).
+    pub key_failed: bool,
     /// Errors found while decoding.
     pub errors: Vec<Error>,
     /// Warnings found while decoding (duplicates).
@@ -111,7 +113,10 @@ fn from_pem(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCerti
         [] => {}
         [block] => match key::from_pem(block, ec_curve.as_deref(), password, name) {
             Ok(key) => out.key = Some(key),
-            Err(err) => out.errors.push(err),
+            Err(err) => {
+                out.key_failed = true;
+                out.errors.push(err);
+            }
         },
         many => out.errors.push(Error::InvalidPrivateKeyFormat(format!(
             "{name} holds {} private keys (blocks {}); keep only the key that belongs to the certificate",

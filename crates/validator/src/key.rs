@@ -163,6 +163,19 @@ fn from_encrypted_pkcs8(
             "{origin} is encrypted (ENCRYPTED PRIVATE KEY); {PASSWORD_HINT}, or decrypt it first with `openssl pkey -in KEY -out key.pem`"
         )));
     };
+    if let Some(result) = pkcs12_pbe::decrypt(der, password) {
+        return match result {
+            Ok(plain) => from_pkcs8(&plain, origin),
+            Err(pkcs12_pbe::Failure::WrongPassword) => Err(Error::InvalidPassword(format!(
+                "the password does not decrypt {origin}; check the password file (a trailing newline is removed, other whitespace is kept)"
+            ))),
+            Err(pkcs12_pbe::Failure::Unsupported(scheme)) => {
+                Err(Error::InvalidPrivateKeyFormat(format!(
+                    "{origin} is encrypted with {scheme}, which tlsgate does not support; re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY -out key.pem`, or decrypt it with `openssl pkey -in KEY -out key.pem`"
+                )))
+            }
+        };
+    }
     let info = EncryptedPrivateKeyInfoRef::try_from(der).map_err(|err| {
         Error::InvalidPrivateKeyFormat(format!(
             "{origin} is not a valid encrypted PKCS#8 structure ({err})"
@@ -206,6 +219,13 @@ pub(crate) fn from_pkcs8(der: &[u8], origin: String) -> Result<ParsedKey, Error>
             finish(der.to_vec(), algorithm, Public::RsaModulus(modulus), origin)
         }
         OID_EC => {
+            let explicit = info
+                .algorithm
+                .parameters
+                .is_some_and(|params| params.tag() == Tag::Sequence);
+            if explicit || has_explicit_curve(inner) {
+                return Err(explicit_curve(&origin));
+            }
             let sec1 = sec1::EcPrivateKey::try_from(inner).map_err(|err| {
                 Error::InvalidPrivateKeyFormat(format!(
                     "{origin}: the EC key inside the PKCS#8 wrapper is malformed ({err})"
@@ -250,6 +270,9 @@ fn from_pkcs1(der: &[u8], origin: String) -> Result<ParsedKey, Error> {
 }
 
 fn from_sec1(der: &[u8], ec_curve: Option<&str>, origin: String) -> Result<ParsedKey, Error> {
+    if has_explicit_curve(der) {
+        return Err(explicit_curve(&origin));
+    }
     let sec1 = sec1::EcPrivateKey::try_from(der).map_err(|err| {
         Error::InvalidPrivateKeyFormat(format!(
             "{origin} is not a valid SEC1 EC key ({err}); the file may be truncated"
@@ -347,4 +370,94 @@ pub(crate) fn ec_parameters_curve(der: &[u8]) -> Option<String> {
     <ObjectIdentifier>::from_der(der)
         .ok()
         .map(|oid| oid.to_string())
+}
+
+/// An ECPrivateKey whose `[0] parameters` is a SEQUENCE (explicit curve
+/// parameters, `openssl ecparam -param_enc explicit`) rather than a
+/// named-curve OID. The sec1 crate cannot parse these at all, so detect them
+/// first and give the right verdict (R24) instead of "malformed".
+fn has_explicit_curve(der: &[u8]) -> bool {
+    use crate::algorithm::tlv;
+    let Some((outer, _)) = tlv(der) else {
+        return false;
+    };
+    let mut rest = outer.contents;
+    while let Some((field, after)) = tlv(rest) {
+        if field.tag == 0xa0 {
+            return tlv(field.contents).is_some_and(|(params, _)| params.tag == 0x30);
+        }
+        rest = after;
+    }
+    false
+}
+
+fn explicit_curve(origin: &str) -> Error {
+    Error::UnsupportedKeyAlgorithm(format!(
+        "{origin} is an EC key with explicit curve parameters; tlsgate serves named curves only (P-256, P-384, P-521): regenerate it with `openssl ecparam -genkey -name prime256v1 -noout -out key.pem` and get a new certificate"
+    ))
+}
+
+/// PKCS#8 keys encrypted with the PKCS#12 password-based schemes (RFC 7292
+/// Appendix C), which `openssl pkcs8 -v1 PBE-SHA1-3DES` and Java keytool
+/// exports write. The pkcs8 crate reads PBES2 only.
+mod pkcs12_pbe {
+    use crate::algorithm::tlv;
+    use pkcs12::kdf::{Pkcs12KeyType, derive_key_utf8};
+
+    /// pbeWithSHAAnd3-KeyTripleDES-CBC.
+    const SHA1_3DES: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03];
+    /// The PKCS#12 PBE arc (1.2.840.113549.1.12.1.x).
+    const PKCS12_PBE_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01];
+    /// More iterations than any real exporter uses; bounds work on hostile input.
+    const MAX_ITERATIONS: i32 = 10_000_000;
+
+    pub(super) enum Failure {
+        WrongPassword,
+        Unsupported(&'static str),
+    }
+
+    /// `None` when `der` is not PKCS#12-PBE encrypted; otherwise the plain PKCS#8.
+    pub(super) fn decrypt(der: &[u8], password: &[u8]) -> Option<Result<Vec<u8>, Failure>> {
+        let (outer, _) = tlv(der)?;
+        let (alg, rest) = tlv(outer.contents)?;
+        let (data, _) = tlv(rest)?;
+        let (oid, rest) = tlv(alg.contents)?;
+        if oid.tag != 0x06 || !oid.contents.starts_with(PKCS12_PBE_ARC) {
+            return None;
+        }
+        if oid.contents != SHA1_3DES {
+            return Some(Err(Failure::Unsupported(
+                "a PKCS#12 password scheme other than SHA-1 with 3DES (RC2 or RC4)",
+            )));
+        }
+        let (params, _) = tlv(rest)?;
+        let (salt, rest) = tlv(params.contents)?;
+        let (iterations, _) = tlv(rest)?;
+        if iterations.contents.len() > 4 || data.tag != 0x04 {
+            return None;
+        }
+        let rounds = iterations
+            .contents
+            .iter()
+            .fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+        let rounds = i32::try_from(rounds)
+            .ok()
+            .filter(|r| (1..=MAX_ITERATIONS).contains(r))?;
+        let password = String::from_utf8_lossy(password);
+        let derive = |kind, len| {
+            derive_key_utf8::<sha1::Sha1>(&password, salt.contents, kind, rounds, len).ok()
+        };
+        let key = derive(Pkcs12KeyType::EncryptionKey, 24)?;
+        let iv = derive(Pkcs12KeyType::Iv, 8)?;
+        let plain = crate::legacy_pem::cbc_decrypt::<des::TdesEde3>(&key, &iv, data.contents)
+            .map_err(|_| Failure::WrongPassword);
+        // Right padding by chance (1 in 256) still yields bytes that are not a key.
+        Some(plain.and_then(|p| {
+            if pkcs8::PrivateKeyInfoRef::try_from(p.as_slice()).is_ok() {
+                Ok(p)
+            } else {
+                Err(Failure::WrongPassword)
+            }
+        }))
+    }
 }

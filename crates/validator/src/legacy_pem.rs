@@ -128,7 +128,11 @@ fn evp_bytes_to_key(password: &[u8], salt: &[u8], key_len: usize) -> Vec<u8> {
     key
 }
 
-fn cbc_decrypt<C>(key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, LegacyPemError>
+pub(crate) fn cbc_decrypt<C>(
+    key: &[u8],
+    iv: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, LegacyPemError>
 where
     C: BlockCipherDecrypt + KeyInit,
 {

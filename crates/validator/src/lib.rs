@@ -17,6 +17,7 @@
 mod algorithm;
 mod cert;
 mod chain;
+mod crl;
 mod decode;
 mod error;
 mod key;
@@ -27,6 +28,7 @@ mod rfc4514;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 
 pub use algorithm::KeyAlgorithm;
+pub use crl::{Crl, check_crls};
 pub use error::Error;
 pub use pem::encode as pem_encode;
 
@@ -254,11 +256,13 @@ pub fn check(request: &Request<'_>) -> Report {
     let decoded = decode::certificates(&request.certificate, request.password);
     findings.errors.extend(decoded.errors);
     findings.warnings.extend(decoded.warnings);
+    let mut key_failed = decoded.key_failed;
     let key = match request.private_key {
         Some(source) => match decode::private_key(&source, request.password) {
             Ok(key) => Some(key),
             Err(err) => {
                 findings.error(err);
+                key_failed = true;
                 None
             }
         },
@@ -315,7 +319,8 @@ pub fn check(request: &Request<'_>) -> Report {
                 key_algorithm_findings(&key.algorithm, &key.origin, &mut findings);
             }
         }
-        (None, Kind::Server) => {
+        // A key that was given but could not be read is already an error.
+        (None, Kind::Server) if request.private_key.is_none() && !key_failed => {
             let missing = Error::MissingPrivateKey(format!(
                 "no private key was given for {}: the server cannot use a certificate without its key; give it with --key FILE (CLI) or the \"private_key\" field (API)",
                 leaf.describe()
@@ -326,7 +331,7 @@ pub fn check(request: &Request<'_>) -> Report {
                 findings.warning(missing);
             }
         }
-        (None, Kind::Ca) => {}
+        (None, _) => {}
     }
 
     for (position, cert) in chain.iter().enumerate() {
