@@ -1,0 +1,244 @@
+//! One certificate folder, read and validated as a whole into a ready-to-use
+//! entry. The signing key is parsed here, once, so a handshake only clones
+//! an `Arc<CertifiedKey>`.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use tlsgate_validator::{
+    self as validator, CertificateName, Crl, Kind, Options, Request, Source, Summary,
+};
+
+use crate::layout::{CA_FILES, CRL_FILE, CertKind, OCSP_FILE, SERVER_CERT_FILES, SERVER_KEY_FILES};
+use crate::Error;
+
+/// A server certificate ready to serve.
+#[derive(Debug)]
+pub struct ServerCert {
+    /// Its name in the store.
+    pub name: CertificateName,
+    /// Chain, signing key and stapled OCSP response, as rustls serves them.
+    pub certified: Arc<CertifiedKey>,
+    /// Facts about the leaf.
+    pub summary: Summary,
+    /// ECDSA (true) or RSA (false) leaf key: dual-certificate selection (R8).
+    pub is_ecdsa: bool,
+    /// Lowercased DNS names the leaf is valid for (subjectAltName).
+    pub dns_names: Vec<String>,
+    /// Warnings the validator gave (e.g. expiring soon).
+    pub warnings: Vec<validator::Error>,
+    /// The folder it was loaded from.
+    pub folder: PathBuf,
+}
+
+/// A CA bundle with its CRLs, for verifying client certificates.
+#[derive(Debug)]
+pub struct CaCert {
+    /// Its name in the store.
+    pub name: CertificateName,
+    /// The CA certificates (one or more).
+    pub certs: Vec<CertificateDer<'static>>,
+    /// CRLs from `crl.pem`, each verified against a CA of the bundle.
+    pub crls: Vec<Crl>,
+    /// Facts about the first CA.
+    pub summary: Summary,
+    /// The earliest notAfter of the bundle (what expires first).
+    pub not_after: i64,
+    /// Warnings the validator gave.
+    pub warnings: Vec<validator::Error>,
+    /// The folder it was loaded from.
+    pub folder: PathBuf,
+}
+
+/// Either kind of entry.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A server certificate.
+    Server(Arc<ServerCert>),
+    /// A CA bundle.
+    Ca(Arc<CaCert>),
+}
+
+/// Reads `path`, or `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::io("cannot read", path, err)),
+    }
+}
+
+/// The first of `names` that exists in `folder`, with its index.
+fn first_existing(folder: &Path, names: &[&str]) -> Option<(usize, PathBuf)> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i, folder.join(n)))
+        .find(|(_, p)| p.exists())
+}
+
+fn options(kind: Kind, now: UnixTime) -> Options {
+    Options {
+        kind,
+        strict: false,
+        require_key: kind == Kind::Server,
+        now,
+    }
+}
+
+/// Loads a server certificate folder. `Ok(None)` when the folder holds no
+/// certificate file at all (being created, or emptied).
+pub(crate) fn load_server(
+    name: &CertificateName,
+    folder: &Path,
+    now: UnixTime,
+) -> Result<Option<ServerCert>, Error> {
+    let Some((index, cert_path)) = first_existing(folder, &SERVER_CERT_FILES) else {
+        return Ok(None);
+    };
+    let key_path = folder.join(SERVER_KEY_FILES[index]);
+    let Some(cert) = read_optional(&cert_path)? else {
+        return Ok(None);
+    };
+    let key = read_optional(&key_path)?;
+    let ocsp = read_optional(&folder.join(OCSP_FILE))?;
+    let cert_name = cert_path.display().to_string();
+    let key_name = key_path.display().to_string();
+    let report = validator::check(&Request {
+        certificate: Source {
+            name: &cert_name,
+            bytes: &cert,
+        },
+        private_key: key.as_deref().map(|bytes| Source {
+            name: &key_name,
+            bytes,
+        }),
+        password: None,
+        options: options(Kind::Server, now),
+    });
+    let invalid = |findings| Error::Invalid {
+        kind: CertKind::Server,
+        name: name.clone(),
+        folder: folder.to_path_buf(),
+        findings,
+    };
+    let validated = report.into_validated().map_err(|report| invalid(report.errors))?;
+    let bundle = validated.bundle();
+    let Some(key_der) = bundle.private_key() else {
+        return Err(invalid(vec![validator::Error::MissingPrivateKey(format!(
+            "{key_name} is missing"
+        ))]));
+    };
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der).map_err(|err| {
+        invalid(vec![validator::Error::InvalidPrivateKeyFormat(format!(
+            "{key_name}: the TLS engine refused the key ({err})"
+        ))])
+    })?;
+    let mut certified = CertifiedKey::new(bundle.chain().to_vec(), signing_key);
+    // An empty ocsp.der means "no staple"; anything else is served as is:
+    // it is the CA's signed response, and the client judges it.
+    certified.ocsp = ocsp.filter(|bytes| !bytes.is_empty());
+
+    let summary = bundle.summary().clone();
+    let mut dns_names: Vec<String> = summary
+        .sans
+        .iter()
+        .filter(|san| san.parse::<std::net::IpAddr>().is_err())
+        .map(|san| san.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    dns_names.dedup();
+    Ok(Some(ServerCert {
+        name: name.clone(),
+        certified: Arc::new(certified),
+        is_ecdsa: bundle.key_algorithm().is_ecdsa(),
+        dns_names,
+        warnings: validated.warnings().to_vec(),
+        folder: folder.to_path_buf(),
+        summary,
+    }))
+}
+
+/// Loads a CA folder (`ca.pem` or `ca.crt`, optional `crl.pem`).
+pub(crate) fn load_ca(
+    name: &CertificateName,
+    folder: &Path,
+    now: UnixTime,
+) -> Result<Option<CaCert>, Error> {
+    let Some((_, ca_path)) = first_existing(folder, &CA_FILES) else {
+        return Ok(None);
+    };
+    let Some(bundle_bytes) = read_optional(&ca_path)? else {
+        return Ok(None);
+    };
+    let crl_path = folder.join(CRL_FILE);
+    let crl_bytes = read_optional(&crl_path)?;
+    let ca_name = ca_path.display().to_string();
+    let invalid = |findings| Error::Invalid {
+        kind: CertKind::Ca,
+        name: name.clone(),
+        folder: folder.to_path_buf(),
+        findings,
+    };
+    let report = validator::check(&Request {
+        certificate: Source {
+            name: &ca_name,
+            bytes: &bundle_bytes,
+        },
+        private_key: None,
+        password: None,
+        options: options(Kind::Ca, now),
+    });
+    let validated = report.into_validated().map_err(|report| invalid(report.errors))?;
+    let bundle = validated.bundle();
+    let certs = bundle.chain().to_vec();
+    let crls = match crl_bytes {
+        Some(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => {
+            let crl_name = crl_path.display().to_string();
+            let ders: Vec<&[u8]> = certs.iter().map(|c| c.as_ref()).collect();
+            validator::check_crls(
+                &Source {
+                    name: &crl_name,
+                    bytes: &bytes,
+                },
+                &ders,
+            )
+            .map_err(invalid)?
+        }
+        _ => Vec::new(),
+    };
+    let not_after = certs
+        .iter()
+        .filter_map(|der| {
+            x509_parser::parse_x509_certificate(der.as_ref())
+                .ok()
+                .map(|(_, c)| c.validity().not_after.timestamp())
+        })
+        .min()
+        .unwrap_or(bundle.summary().not_after);
+    Ok(Some(CaCert {
+        name: name.clone(),
+        certs,
+        crls,
+        summary: bundle.summary().clone(),
+        not_after,
+        warnings: validated.warnings().to_vec(),
+        folder: folder.to_path_buf(),
+    }))
+}
+
+/// Loads whichever kind `kind` says.
+pub(crate) fn load(
+    kind: CertKind,
+    name: &CertificateName,
+    folder: &Path,
+    now: UnixTime,
+) -> Result<Option<Entry>, Error> {
+    Ok(match kind {
+        CertKind::Server => load_server(name, folder, now)?.map(|e| Entry::Server(Arc::new(e))),
+        CertKind::Ca => load_ca(name, folder, now)?.map(|e| Entry::Ca(Arc::new(e))),
+    })
+}

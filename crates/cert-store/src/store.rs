@@ -1,0 +1,422 @@
+//! The store: loads folders through the validator, publishes snapshots, and
+//! keeps the last good version of anything that fails to reload (R16, R17).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls_pki_types::UnixTime;
+use tlsgate_validator::CertificateName;
+use tokio::sync::broadcast;
+
+use crate::entry::{self, Entry};
+use crate::expiry::{self, ExpiryRow, ExpiryWarnings};
+use crate::layout::{
+    CA_FILES, CRL_FILE, CertKind, OCSP_FILE, SERVER_CERT_FILES, SERVER_KEY_FILES, name_for_folder,
+};
+use crate::{Binding, Error, Snapshot};
+
+/// How the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The store folder (holds `server/` and `ca/`).
+    pub dir: PathBuf,
+    /// R21: at most this many server certificates.
+    pub max_server_certificates: usize,
+    /// R21: at most this many CA certificates.
+    pub max_ca_certificates: usize,
+    /// How often the watcher rescans everything, as a backstop for missed
+    /// file events (network file systems, overflowed inotify queues).
+    pub rescan_interval: Duration,
+    /// How long the watcher waits for a burst of file events to settle.
+    pub debounce: Duration,
+}
+
+impl StoreConfig {
+    /// Defaults for a store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            max_server_certificates: 10_000,
+            max_ca_certificates: 1_000,
+            rescan_interval: Duration::from_secs(10),
+            // Small enough that a change is live well within R16's second.
+            debounce: Duration::from_millis(150),
+        }
+    }
+
+    fn limit(&self, kind: CertKind) -> usize {
+        match kind {
+            CertKind::Server => self.max_server_certificates,
+            CertKind::Ca => self.max_ca_certificates,
+        }
+    }
+}
+
+/// Something that happened in the store; for logs, metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A certificate was loaded or replaced and is live.
+    Loaded {
+        /// Server or CA.
+        kind: CertKind,
+        /// Its name.
+        name: CertificateName,
+        /// The snapshot generation that made it live.
+        generation: u64,
+    },
+    /// A change was refused; the previous version (if any) stays live.
+    Refused {
+        /// Server or CA.
+        kind: CertKind,
+        /// Its name.
+        name: CertificateName,
+        /// The SPEC error code.
+        code: &'static str,
+        /// The full reason.
+        message: String,
+    },
+    /// A certificate was removed from disk and from service.
+    Removed {
+        /// Server or CA.
+        kind: CertKind,
+        /// Its name.
+        name: CertificateName,
+        /// The snapshot generation without it.
+        generation: u64,
+    },
+    /// Listener bindings changed.
+    BindingsChanged {
+        /// The snapshot generation with the new bindings.
+        generation: u64,
+    },
+}
+
+/// Reload outcome counters (`tlsgate_certificate_reloads_total{result}`).
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    success: AtomicU64,
+    failure: AtomicU64,
+}
+
+impl ReloadCounters {
+    /// Loads and replacements that went live.
+    pub fn successes(&self) -> u64 {
+        self.success.load(Ordering::Relaxed)
+    }
+
+    /// Changes that were refused.
+    pub fn failures(&self) -> u64 {
+        self.failure.load(Ordering::Relaxed)
+    }
+}
+
+/// What identifies a folder's content on disk without reading it: for each
+/// relevant file, (length, mtime, inode) — following symlinks, so a
+/// Kubernetes `..data` swap changes it.
+type Stamp = Vec<Option<(u64, i128, u64)>>;
+
+/// Writer-side state; never touched by the handshake.
+#[derive(Debug, Default)]
+struct State {
+    stamps: HashMap<(CertKind, String), Stamp>,
+    refusals: HashMap<(CertKind, CertificateName), (&'static str, String)>,
+    expiry: ExpiryWarnings,
+}
+
+/// The certificate store.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    config: StoreConfig,
+    current: Arc<ArcSwap<Snapshot>>,
+    state: Mutex<State>,
+    events: broadcast::Sender<StoreEvent>,
+    counters: ReloadCounters,
+}
+
+fn now() -> UnixTime {
+    UnixTime::since_unix_epoch(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(now().as_secs()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating `server/` and `ca/` if needed) and loads the store.
+    /// Folders that fail validation are logged and counted, not fatal: the
+    /// rest of the store still serves.
+    pub fn open(config: StoreConfig) -> Result<Arc<Store>, Error> {
+        for kind in CertKind::ALL {
+            let path = config.dir.join(kind.as_str());
+            fs::create_dir_all(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+        }
+        // Event paths from the OS are canonical; compare against the same form.
+        let dir = fs::canonicalize(&config.dir)
+            .map_err(|e| Error::io("cannot open the store", &config.dir, e))?;
+        let (events, _) = broadcast::channel(1024);
+        let store = Arc::new(Store {
+            dir,
+            config,
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            state: Mutex::new(State::default()),
+            events,
+            counters: ReloadCounters::default(),
+        });
+        store.rescan();
+        Ok(store)
+    }
+
+    /// The store folder (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The swap cell itself, for resolvers that `load()` it per handshake.
+    pub fn shared(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.current.clone()
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    /// Reload counters.
+    pub fn counters(&self) -> &ReloadCounters {
+        &self.counters
+    }
+
+    /// The last refusal of a certificate's content, while it stands
+    /// (cleared when a good version loads).
+    pub fn refusal(&self, kind: CertKind, name: &CertificateName) -> Option<(&'static str, String)> {
+        self.lock().refusals.get(&(kind, name.clone())).cloned()
+    }
+
+    /// Every certificate's expiry, soonest first.
+    pub fn expiry(&self) -> Vec<ExpiryRow> {
+        expiry::rows(&self.snapshot(), now_secs())
+    }
+
+    /// Logs certificates that crossed an expiry threshold (R20); returns them.
+    pub fn check_expiry(&self) -> Vec<ExpiryRow> {
+        let snapshot = self.snapshot();
+        self.lock().expiry.check(&snapshot, now_secs())
+    }
+
+    /// Replaces the listener bindings (from the config).
+    pub fn set_bindings(&self, bindings: Vec<Binding>) {
+        let _state = self.lock();
+        let next = self.current.load().with_bindings(bindings);
+        let generation = next.generation();
+        self.current.store(Arc::new(next));
+        let _ = self.events.send(StoreEvent::BindingsChanged { generation });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves State consistent enough
+        // (stamps are only a cache), so keep serving rather than poison.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Rescans the whole store and reloads what changed on disk. Returns the
+    /// number of folders looked at again.
+    pub fn rescan(&self) -> usize {
+        let mut state = self.lock();
+        let mut reloaded = 0;
+        for kind in CertKind::ALL {
+            let kind_dir = self.dir.join(kind.as_str());
+            let mut present: Vec<String> = match fs::read_dir(&kind_dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|folder| name_for_folder(folder).is_some())
+                    .collect(),
+                Err(err) => {
+                    tracing::warn!(path = %kind_dir.display(), error = %err, "cannot list the certificate store");
+                    continue;
+                }
+            };
+            present.sort();
+            for folder in &present {
+                let stamp = stamp(kind, &kind_dir.join(folder));
+                if state.stamps.get(&(kind, folder.clone())) != Some(&stamp) {
+                    self.reload_locked(&mut state, kind, folder);
+                    reloaded += 1;
+                }
+            }
+            // Folders that vanished, and entries whose folder vanished.
+            let mut gone: Vec<String> = state
+                .stamps
+                .keys()
+                .filter(|(k, f)| *k == kind && !present.contains(f))
+                .map(|(_, f)| f.clone())
+                .collect();
+            let snapshot = self.current.load();
+            let names: Vec<CertificateName> = match kind {
+                CertKind::Server => snapshot.servers().map(|s| s.name.clone()).collect(),
+                CertKind::Ca => snapshot.cas().map(|c| c.name.clone()).collect(),
+            };
+            for name in names {
+                let folder = crate::folder_for(&name);
+                if !present.contains(&folder) && !gone.contains(&folder) {
+                    gone.push(folder);
+                }
+            }
+            for folder in gone {
+                self.reload_locked(&mut state, kind, &folder);
+                reloaded += 1;
+            }
+        }
+        reloaded
+    }
+
+    /// Reloads one folder (`STORE/KIND/FOLDER`) now, whatever its stamp.
+    pub fn reload_folder(&self, kind: CertKind, folder: &str) {
+        if name_for_folder(folder).is_none() {
+            return;
+        }
+        let mut state = self.lock();
+        self.reload_locked(&mut state, kind, folder);
+    }
+
+    fn reload_locked(&self, state: &mut State, kind: CertKind, folder: &str) {
+        let Some(name) = name_for_folder(folder) else {
+            return;
+        };
+        let path = self.dir.join(kind.as_str()).join(folder);
+        let stamp = stamp(kind, &path);
+        let exists = stamp.iter().any(Option::is_some);
+        state.stamps.insert((kind, folder.to_string()), stamp);
+        if !exists {
+            state.stamps.remove(&(kind, folder.to_string()));
+        }
+        let current = self.current.load_full();
+
+        let loaded = if exists {
+            entry::load(kind, &name, &path, now())
+        } else {
+            Ok(None)
+        };
+        match loaded {
+            Ok(Some(entry)) => {
+                let limit = self.config.limit(kind);
+                if !current.contains(kind, &name) && current.count(kind) >= limit {
+                    self.refuse(state, kind, &name, &Error::QuotaExceeded { kind, limit }, &path);
+                    return;
+                }
+                log_warnings(kind, &name, &entry);
+                let next = current.with_entry(kind, &name, Some(entry));
+                let generation = next.generation();
+                self.current.store(Arc::new(next));
+                state.refusals.remove(&(kind, name.clone()));
+                self.counters.success.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(kind = %kind, name = name.as_str(), generation, "certificate loaded");
+                let _ = self.events.send(StoreEvent::Loaded {
+                    kind,
+                    name,
+                    generation,
+                });
+            }
+            Ok(None) => {
+                state.refusals.remove(&(kind, name.clone()));
+                if current.contains(kind, &name) {
+                    let next = current.with_entry(kind, &name, None);
+                    let generation = next.generation();
+                    self.current.store(Arc::new(next));
+                    tracing::info!(kind = %kind, name = name.as_str(), generation, "certificate removed");
+                    let _ = self.events.send(StoreEvent::Removed {
+                        kind,
+                        name,
+                        generation,
+                    });
+                }
+            }
+            Err(err) => self.refuse(state, kind, &name, &err, &path),
+        }
+    }
+
+    fn refuse(&self, state: &mut State, kind: CertKind, name: &CertificateName, err: &Error, path: &Path) {
+        let code = err.code();
+        let message = err.to_string();
+        self.counters.failure.fetch_add(1, Ordering::Relaxed);
+        let keeps = if self.current.load().contains(kind, name) {
+            "the previous version stays in service"
+        } else {
+            "it is not served"
+        };
+        tracing::warn!(
+            kind = %kind,
+            name = name.as_str(),
+            code,
+            folder = %path.display(),
+            "certificate change refused ({keeps}): {message}"
+        );
+        state.refusals.insert((kind, name.clone()), (code, message.clone()));
+        let _ = self.events.send(StoreEvent::Refused {
+            kind,
+            name: name.clone(),
+            code,
+            message,
+        });
+    }
+}
+
+fn log_warnings(kind: CertKind, name: &CertificateName, entry: &Entry) {
+    let warnings = match entry {
+        Entry::Server(s) => &s.warnings,
+        Entry::Ca(c) => &c.warnings,
+    };
+    for warning in warnings {
+        tracing::warn!(kind = %kind, name = name.as_str(), code = warning.code(), "{}", warning.message());
+    }
+}
+
+/// The stamp of the files that make up a folder of `kind`.
+fn stamp(kind: CertKind, folder: &Path) -> Stamp {
+    let files: &[&str] = match kind {
+        CertKind::Server => &[
+            SERVER_CERT_FILES[0],
+            SERVER_KEY_FILES[0],
+            SERVER_CERT_FILES[1],
+            SERVER_KEY_FILES[1],
+            OCSP_FILE,
+        ],
+        CertKind::Ca => &[CA_FILES[0], CA_FILES[1], CRL_FILE],
+    };
+    files
+        .iter()
+        .map(|file| {
+            let meta = fs::metadata(folder.join(file)).ok()?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some((meta.len(), mtime, inode))
+        })
+        .collect()
+}
