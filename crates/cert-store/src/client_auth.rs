@@ -24,7 +24,7 @@
 //! * Trust anchors are never revocation-checked, so a CA certificate of the
 //!   bundle that a CRL of the bundle revokes would still be trusted. Under
 //!   [`CrlScope::Chain`] such a certificate is therefore left out of the
-//!   anchors (see [`revoked_in_bundle`]); a client must then present it as an
+//!   anchors (see `revoked_in_bundle`); a client must then present it as an
 //!   intermediate, where webpki does check it (and refuses it as revoked).
 //! * webpki consults only the *first* CRL whose issuer matches a
 //!   certificate. CRLs are therefore handed over newest `thisUpdate` first,
@@ -49,8 +49,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::CertificateDer;
 use tlsgate_validator::Crl;
-use x509_parser::prelude::FromDer;
 use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::{CaCert, CertKind, Error};
@@ -98,9 +98,11 @@ pub struct ClientAuthPolicy {
 
 /// Builds the rustls verifier for a CA bundle and policy.
 ///
-/// The verifier trusts every certificate of `ca.certs` as a root, checks
-/// client chains against `ca.crls` as `policy` says, and advertises the CAs'
-/// subject names in the CertificateRequest.
+/// The verifier trusts the certificates of `ca.certs` as roots (except, under
+/// [`CrlScope::Chain`], one that a CRL of the bundle revokes), checks client
+/// chains against `ca.crls` as `policy` says, and advertises the roots'
+/// subject names in the CertificateRequest. Build it when the CA, its CRLs or
+/// the policy change, not per handshake.
 ///
 /// # Errors
 ///
@@ -132,8 +134,8 @@ pub fn build_verifier(
             tracing::warn!(
                 ca = %ca.name,
                 position = index + 1,
-                "a CRL of the CA bundle revokes its own CA certificate {}; it is not trusted as a root for client certificates",
-                index + 1
+                "a CRL of the CA bundle revokes one of its CA certificates; \
+                 it is not trusted as a root for client certificates"
             );
             continue;
         }

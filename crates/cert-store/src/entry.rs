@@ -13,8 +13,8 @@ use tlsgate_validator::{
     self as validator, CertificateName, Crl, Kind, Options, Request, Source, Summary,
 };
 
-use crate::layout::{CA_FILES, CRL_FILE, CertKind, OCSP_FILE, SERVER_CERT_FILES, SERVER_KEY_FILES};
 use crate::Error;
+use crate::layout::{CA_FILES, CRL_FILE, CertKind, OCSP_FILE, SERVER_CERT_FILES, SERVER_KEY_FILES};
 
 /// A server certificate ready to serve.
 #[derive(Debug)]
@@ -126,18 +126,21 @@ pub(crate) fn load_server(
         folder: folder.to_path_buf(),
         findings,
     };
-    let validated = report.into_validated().map_err(|report| invalid(report.errors))?;
+    let validated = report
+        .into_validated()
+        .map_err(|report| invalid(report.errors))?;
     let bundle = validated.bundle();
     let Some(key_der) = bundle.private_key() else {
         return Err(invalid(vec![validator::Error::MissingPrivateKey(format!(
             "{key_name} is missing"
         ))]));
     };
-    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der).map_err(|err| {
-        invalid(vec![validator::Error::InvalidPrivateKeyFormat(format!(
-            "{key_name}: the TLS engine refused the key ({err})"
-        ))])
-    })?;
+    let signing_key =
+        rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der).map_err(|err| {
+            invalid(vec![validator::Error::InvalidPrivateKeyFormat(format!(
+                "{key_name}: the TLS engine refused the key ({err})"
+            ))])
+        })?;
     let mut certified = CertifiedKey::new(bundle.chain().to_vec(), signing_key);
     // An empty ocsp.der means "no staple"; anything else is served as is:
     // it is the CA's signed response, and the client judges it.
@@ -192,7 +195,9 @@ pub(crate) fn load_ca(
         password: None,
         options: options(Kind::Ca, now),
     });
-    let validated = report.into_validated().map_err(|report| invalid(report.errors))?;
+    let validated = report
+        .into_validated()
+        .map_err(|report| invalid(report.errors))?;
     let bundle = validated.bundle();
     let certs = bundle.chain().to_vec();
     let crls = match crl_bytes {

@@ -23,7 +23,9 @@ pub enum Error {
         findings: Vec<tlsgate_validator::Error>,
     },
     /// No certificate of that name.
-    #[error("there is no {kind} certificate named {name:?}; `tlsgate cert list` shows the names in the store")]
+    #[error(
+        "there is no {kind} certificate named {name:?}; `tlsgate cert list` shows the names in the store"
+    )]
     NotFound {
         /// Server or CA.
         kind: CertKind,
@@ -31,7 +33,9 @@ pub enum Error {
         name: CertificateName,
     },
     /// A certificate of that name exists already.
-    #[error("a {kind} certificate named {name:?} exists already; replace it with PUT, or pick another name")]
+    #[error(
+        "a {kind} certificate named {name:?} exists already; replace it with PUT, or pick another name"
+    )]
     AlreadyExists {
         /// Server or CA.
         kind: CertKind,
@@ -49,7 +53,9 @@ pub enum Error {
         listeners: Vec<String>,
     },
     /// The store holds as many certificates of this kind as allowed.
-    #[error("the store already holds {limit} {kind} certificates (store.max_{kind}_certificates); delete unused ones or raise the limit")]
+    #[error(
+        "the store already holds {limit} {kind} certificates (store.max_{kind}_certificates); delete unused ones or raise the limit"
+    )]
     QuotaExceeded {
         /// Server or CA.
         kind: CertKind,
@@ -100,7 +106,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             action,
             path: path.into(),

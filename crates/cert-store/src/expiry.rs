@@ -51,7 +51,11 @@ fn threshold(days: i64) -> Option<i64> {
     if days < 0 {
         return Some(-1);
     }
-    EXPIRY_WARNING_DAYS.iter().rev().copied().find(|&t| days <= t)
+    EXPIRY_WARNING_DAYS
+        .iter()
+        .rev()
+        .copied()
+        .find(|&t| days <= t)
 }
 
 /// Remembers which threshold was last warned about per certificate version.

@@ -24,7 +24,9 @@ mod snapshot;
 mod store;
 mod watch;
 
-pub use client_auth::{ClientAuthMode, ClientAuthPolicy, CrlScope, ExpiredCrlPolicy, build_verifier};
+pub use client_auth::{
+    ClientAuthMode, ClientAuthPolicy, CrlScope, ExpiredCrlPolicy, build_verifier,
+};
 pub use entry::{CaCert, Entry, ServerCert};
 pub use error::Error;
 pub use expiry::{EXPIRY_WARNING_DAYS, ExpiryRow, days_left};
@@ -35,5 +37,5 @@ pub use layout::{
 pub use resolver::{ClientCapabilities, SniIndex, StoreResolver};
 pub use snapshot::{Binding, ClientAuthBinding, ListenerTls, Snapshot};
 pub use store::{ReloadCounters, Store, StoreConfig, StoreEvent};
-pub use watch::Watcher;
 pub use tlsgate_validator::CertificateName;
+pub use watch::Watcher;

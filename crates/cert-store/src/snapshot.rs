@@ -68,7 +68,10 @@ impl std::fmt::Debug for ListenerTls {
             .field("certificates", &self.sni.len())
             .field(
                 "client_auth",
-                &self.client_auth.as_ref().map(|r| r.as_ref().map(|_| "verifier")),
+                &self
+                    .client_auth
+                    .as_ref()
+                    .map(|r| r.as_ref().map(|_| "verifier")),
             )
             .field("missing", &self.missing)
             .field("revision", &self.revision)

@@ -101,6 +101,7 @@ pub enum StoreEvent {
 pub struct ReloadCounters {
     success: AtomicU64,
     failure: AtomicU64,
+    expired_crl: AtomicU64,
 }
 
 impl ReloadCounters {
@@ -112,6 +113,11 @@ impl ReloadCounters {
     /// Changes that were refused.
     pub fn failures(&self) -> u64 {
         self.failure.load(Ordering::Relaxed)
+    }
+
+    /// CA loads whose CRL was already past its nextUpdate (still enforced, R4).
+    pub fn expired_crls(&self) -> u64 {
+        self.expired_crl.load(Ordering::Relaxed)
     }
 }
 
@@ -208,7 +214,11 @@ impl Store {
 
     /// The last refusal of a certificate's content, while it stands
     /// (cleared when a good version loads).
-    pub fn refusal(&self, kind: CertKind, name: &CertificateName) -> Option<(&'static str, String)> {
+    pub fn refusal(
+        &self,
+        kind: CertKind,
+        name: &CertificateName,
+    ) -> Option<(&'static str, String)> {
         self.lock().refusals.get(&(kind, name.clone())).cloned()
     }
 
@@ -235,7 +245,9 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves State consistent enough
         // (stamps are only a cache), so keep serving rather than poison.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Rescans the whole store and reloads what changed on disk. Returns the
@@ -321,10 +333,32 @@ impl Store {
             Ok(Some(entry)) => {
                 let limit = self.config.limit(kind);
                 if !current.contains(kind, &name) && current.count(kind) >= limit {
-                    self.refuse(state, kind, &name, &Error::QuotaExceeded { kind, limit }, &path);
+                    self.refuse(
+                        state,
+                        kind,
+                        &name,
+                        &Error::QuotaExceeded { kind, limit },
+                        &path,
+                    );
                     return;
                 }
                 log_warnings(kind, &name, &entry);
+                if let Entry::Ca(ca) = &entry {
+                    let now = now_secs();
+                    for crl in ca
+                        .crls
+                        .iter()
+                        .filter(|c| c.next_update.is_some_and(|n| n < now))
+                    {
+                        self.counters.expired_crl.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            name = name.as_str(),
+                            issuer = crl.issuer.as_str(),
+                            next_update = %crl.next_update.map(tlsgate_validator::rfc3339).unwrap_or_default(),
+                            "CRL is past its nextUpdate; it is still enforced — publish a fresh CRL (`tlsgate ca crl`)"
+                        );
+                    }
+                }
                 let next = current.with_entry(kind, &name, Some(entry));
                 let generation = next.generation();
                 self.current.store(Arc::new(next));
@@ -355,7 +389,14 @@ impl Store {
         }
     }
 
-    fn refuse(&self, state: &mut State, kind: CertKind, name: &CertificateName, err: &Error, path: &Path) {
+    fn refuse(
+        &self,
+        state: &mut State,
+        kind: CertKind,
+        name: &CertificateName,
+        err: &Error,
+        path: &Path,
+    ) {
         let code = err.code();
         let message = err.to_string();
         self.counters.failure.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +412,9 @@ impl Store {
             folder = %path.display(),
             "certificate change refused ({keeps}): {message}"
         );
-        state.refusals.insert((kind, name.clone()), (code, message.clone()));
+        state
+            .refusals
+            .insert((kind, name.clone()), (code, message.clone()));
         let _ = self.events.send(StoreEvent::Refused {
             kind,
             name: name.clone(),

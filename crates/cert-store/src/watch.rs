@@ -155,13 +155,20 @@ mod tests {
         let mut work = Work::default();
         classify(store, Path::new("/s/server/www/cert.pem"), &mut work);
         classify(store, Path::new("/s/server/www/..data"), &mut work);
-        classify(store, Path::new("/s/server/www/..2026_01_01/tls.key"), &mut work);
+        classify(
+            store,
+            Path::new("/s/server/www/..2026_01_01/tls.key"),
+            &mut work,
+        );
         classify(store, Path::new("/s/ca/corp/crl.pem"), &mut work);
         classify(store, Path::new("/elsewhere/x"), &mut work);
         classify(store, Path::new("/s/other/x"), &mut work);
         assert_eq!(
             work.folders.into_iter().collect::<Vec<_>>(),
-            vec![(CertKind::Server, "www".to_string()), (CertKind::Ca, "corp".to_string())]
+            vec![
+                (CertKind::Server, "www".to_string()),
+                (CertKind::Ca, "corp".to_string())
+            ]
         );
         assert!(!work.rescan);
         let mut work = Work::default();

@@ -116,7 +116,11 @@ fn ca_cert(cas: &[&Ca], crls: &[Vec<u8>]) -> CaCert {
     }
 }
 
-fn policy(mode: ClientAuthMode, crl_scope: CrlScope, expired_crl: ExpiredCrlPolicy) -> ClientAuthPolicy {
+fn policy(
+    mode: ClientAuthMode,
+    crl_scope: CrlScope,
+    expired_crl: ExpiredCrlPolicy,
+) -> ClientAuthPolicy {
     ClientAuthPolicy {
         mode,
         crl_scope,
@@ -130,7 +134,11 @@ fn required() -> ClientAuthPolicy {
 }
 
 fn optional() -> ClientAuthPolicy {
-    policy(ClientAuthMode::Optional, CrlScope::Chain, ExpiredCrlPolicy::Enforce)
+    policy(
+        ClientAuthMode::Optional,
+        CrlScope::Chain,
+        ExpiredCrlPolicy::Enforce,
+    )
 }
 
 /// What each side of one handshake saw. `Ok` on the client means it also
@@ -162,7 +170,9 @@ async fn handshake(
         )
         .unwrap();
     let mut server_roots = RootCertStore::empty();
-    server_roots.add(server.root.cert().certificate_der()).unwrap();
+    server_roots
+        .add(server.root.cert().certificate_der())
+        .unwrap();
     let client_builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[version])
         .unwrap()
@@ -193,12 +203,11 @@ async fn handshake(
         assert_eq!(&byte, b"!");
         Ok::<_, io::Error>(())
     };
-    let (server_result, client_result) =
-        tokio::time::timeout(Duration::from_secs(10), async {
-            tokio::join!(server_side, client_side)
-        })
-        .await
-        .expect("the handshake finishes within 10 s");
+    let (server_result, client_result) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(server_side, client_side)
+    })
+    .await
+    .expect("the handshake finishes within 10 s");
     Outcome {
         server: server_result.map(drop),
         client: client_result,
@@ -206,7 +215,12 @@ async fn handshake(
 }
 
 /// Both versions: the handshake completes and data flows.
-async fn assert_accepted(server: &Server, ca: &CaCert, policy: ClientAuthPolicy, client: Option<&Identity>) {
+async fn assert_accepted(
+    server: &Server,
+    ca: &CaCert,
+    policy: ClientAuthPolicy,
+    client: Option<&Identity>,
+) {
     let verifier = build_verifier(ca, &policy).unwrap();
     for version in VERSIONS {
         let outcome = handshake(version, verifier.clone(), server, client).await;
@@ -238,7 +252,10 @@ async fn assert_refused(
             .err()
             .and_then(tls_error)
             .unwrap_or_else(|| panic!("expected a TLS error on the server, {context}"));
-        assert!(server_saw(server_error), "unexpected server error, {context}");
+        assert!(
+            server_saw(server_error),
+            "unexpected server error, {context}"
+        );
         let client_error = outcome
             .client
             .as_ref()
@@ -260,11 +277,17 @@ fn no_certificate(err: &rustls::Error) -> bool {
 }
 
 fn unknown_issuer(err: &rustls::Error) -> bool {
-    matches!(err, rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+    matches!(
+        err,
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    )
 }
 
 fn revoked(err: &rustls::Error) -> bool {
-    matches!(err, rustls::Error::InvalidCertificate(CertificateError::Revoked))
+    matches!(
+        err,
+        rustls::Error::InvalidCertificate(CertificateError::Revoked)
+    )
 }
 
 fn expired(err: &rustls::Error) -> bool {
@@ -298,9 +321,16 @@ async fn required_mode_refuses_a_client_without_certificate() {
     let server = Server::new(&pki);
     let root = pki.root("client root", KEY);
     let ca = ca_cert(&[&root], &[]);
-    // TLS 1.3 has a dedicated alert; TLS 1.2 uses certificate_required too in
-    // rustls (it sends the 1.3 code point, which 1.2 clients treat as fatal).
-    assert_refused(&server, &ca, required(), None, no_certificate, AlertDescription::CertificateRequired).await;
+    // rustls sends TLS 1.3's certificate_required alert under TLS 1.2 too.
+    assert_refused(
+        &server,
+        &ca,
+        required(),
+        None,
+        no_certificate,
+        AlertDescription::CertificateRequired,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -353,7 +383,10 @@ async fn required_mode_refuses_a_server_certificate_used_as_client() {
     let server = Server::new(&pki);
     let root = pki.root("client root", KEY);
     // Issued by the trusted CA, but for serverAuth only.
-    let client = Identity::new(&root.server(&["client.example"], KEY, Validity::Normal), &[]);
+    let client = Identity::new(
+        &root.server(&["client.example"], KEY, Validity::Normal),
+        &[],
+    );
     assert_refused(
         &server,
         &ca_cert(&[&root], &[]),
@@ -456,9 +489,16 @@ async fn crl_scope_decides_whether_a_revoked_intermediate_counts() {
     let client = Identity::new(&leaf, &[&intermediate]);
     // The root's CRL revokes the intermediate; the intermediate has no CRL,
     // which is not an error (the leaf's status is "unknown").
-    let ca = ca_cert(&[&root], &[root.crl_der(&[intermediate.cert().serial()], 7)]);
+    let ca = ca_cert(
+        &[&root],
+        &[root.crl_der(&[intermediate.cert().serial()], 7)],
+    );
 
-    let leaf_only = policy(ClientAuthMode::Required, CrlScope::Leaf, ExpiredCrlPolicy::Enforce);
+    let leaf_only = policy(
+        ClientAuthMode::Required,
+        CrlScope::Leaf,
+        ExpiredCrlPolicy::Enforce,
+    );
     assert_accepted(&server, &ca, leaf_only, Some(&client)).await;
     assert_refused(
         &server,
@@ -481,7 +521,13 @@ async fn a_ca_in_the_chain_without_a_crl_is_not_an_error() {
     let leaf = intermediate.client("carol", KEY, Validity::Normal);
     // The root has a CRL (not listing the intermediate), the intermediate none.
     let ca = ca_cert(&[&root], &[root.crl_der(&[someone.serial()], 7)]);
-    assert_accepted(&server, &ca, required(), Some(&Identity::new(&leaf, &[&intermediate]))).await;
+    assert_accepted(
+        &server,
+        &ca,
+        required(),
+        Some(&Identity::new(&leaf, &[&intermediate])),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -517,7 +563,11 @@ async fn a_revoked_intermediate_in_the_bundle_is_not_trusted_as_a_root() {
     )
     .await;
     // Leaf scope ignores the intermediate's revocation, wherever it sits.
-    let leaf_only = policy(ClientAuthMode::Required, CrlScope::Leaf, ExpiredCrlPolicy::Enforce);
+    let leaf_only = policy(
+        ClientAuthMode::Required,
+        CrlScope::Leaf,
+        ExpiredCrlPolicy::Enforce,
+    );
     assert_accepted(&server, &ca, leaf_only, Some(&Identity::new(&leaf, &[]))).await;
 }
 
@@ -543,7 +593,11 @@ async fn a_stale_crl_before_a_fresh_one_does_not_hide_its_revocations() {
     )
     .await;
     // And under reject-all the stale one does not shut everybody out.
-    let strict = policy(ClientAuthMode::Required, CrlScope::Chain, ExpiredCrlPolicy::RejectAll);
+    let strict = policy(
+        ClientAuthMode::Required,
+        CrlScope::Chain,
+        ExpiredCrlPolicy::RejectAll,
+    );
     assert_accepted(&server, &ca, strict, Some(&Identity::new(&good, &[]))).await;
 }
 
@@ -559,7 +613,10 @@ async fn an_expired_crl_is_still_enforced_by_default() {
     let bad = root.client("bob", KEY, Validity::Normal);
     let good = root.client("alice", KEY, Validity::Normal);
     let ca = ca_cert(&[&root], &[root.crl_der(&[bad.serial()], -1)]);
-    assert!(ca.crls[0].next_update.unwrap() < pki.now_unix(), "the CRL is expired");
+    assert!(
+        ca.crls[0].next_update.unwrap() < pki.now_unix(),
+        "the CRL is expired"
+    );
     assert_refused(
         &server,
         &ca,
@@ -579,7 +636,11 @@ async fn reject_all_refuses_every_client_while_the_crl_is_expired() {
     let root = pki.root("client root", KEY);
     let bad = root.client("bob", KEY, Validity::Normal);
     let good = root.client("alice", KEY, Validity::Normal);
-    let strict = policy(ClientAuthMode::Required, CrlScope::Chain, ExpiredCrlPolicy::RejectAll);
+    let strict = policy(
+        ClientAuthMode::Required,
+        CrlScope::Chain,
+        ExpiredCrlPolicy::RejectAll,
+    );
 
     let expired_crl = ca_cert(&[&root], &[root.crl_der(&[bad.serial()], -1)]);
     for client in [&good, &bad] {
@@ -589,14 +650,21 @@ async fn reject_all_refuses_every_client_while_the_crl_is_expired() {
             strict,
             Some(&Identity::new(client, &[])),
             crl_expired,
-            AlertDescription::BadCertificate,
+            // rustls follows OpenSSL here: stale revocation data is "unknown CA".
+            AlertDescription::UnknownCA,
         )
         .await;
     }
 
     // A fresh CRL lets the good client back in.
     let fresh_crl = ca_cert(&[&root], &[root.crl_der(&[bad.serial()], 7)]);
-    assert_accepted(&server, &fresh_crl, strict, Some(&Identity::new(&good, &[]))).await;
+    assert_accepted(
+        &server,
+        &fresh_crl,
+        strict,
+        Some(&Identity::new(&good, &[])),
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -642,10 +710,16 @@ fn an_empty_bundle_is_an_invalid_ca() {
     let root = pki.root("client root", KEY);
     let mut ca = ca_cert(&[&root], &[]);
     ca.certs.clear();
-    let err = build_verifier(&ca, &required()).err().expect("refused");
+    let err = build_verifier(&ca, &required()).expect_err("refused");
     assert_eq!(err.code(), "InvalidCertificateFormat");
     assert!(
-        matches!(err, tlsgate_cert_store::Error::Invalid { kind: tlsgate_cert_store::CertKind::Ca, .. }),
+        matches!(
+            err,
+            tlsgate_cert_store::Error::Invalid {
+                kind: tlsgate_cert_store::CertKind::Ca,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -655,8 +729,9 @@ fn a_certificate_rustls_cannot_parse_is_an_invalid_ca() {
     let pki = TestPki::now_real();
     let root = pki.root("client root", KEY);
     let mut ca = ca_cert(&[&root], &[]);
-    ca.certs.push(CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]));
-    let err = build_verifier(&ca, &required()).err().expect("refused");
+    ca.certs
+        .push(CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]));
+    let err = build_verifier(&ca, &required()).expect_err("refused");
     assert_eq!(err.code(), "InvalidCertificateFormat");
     assert!(err.to_string().contains("CA certificate 2"), "{err}");
 }
@@ -675,6 +750,10 @@ fn optional_mode_does_not_make_the_certificate_mandatory() {
 fn the_default_policy_is_required_chain_enforce() {
     assert_eq!(
         ClientAuthPolicy::default(),
-        policy(ClientAuthMode::Required, CrlScope::Chain, ExpiredCrlPolicy::Enforce)
+        policy(
+            ClientAuthMode::Required,
+            CrlScope::Chain,
+            ExpiredCrlPolicy::Enforce
+        )
     );
 }

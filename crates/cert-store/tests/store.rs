@@ -96,17 +96,19 @@ impl Harness {
 
     async fn loaded(&mut self, cert: &str) -> StoreEvent {
         let wanted = name(cert);
-        self.wait_for(&format!("{cert} loaded"), |e| {
-            matches!(e, StoreEvent::Loaded { name, .. } if *name == wanted)
-        })
+        self.wait_for(
+            &format!("{cert} loaded"),
+            |e| matches!(e, StoreEvent::Loaded { name, .. } if *name == wanted),
+        )
         .await
     }
 
     async fn refused(&mut self, cert: &str) -> StoreEvent {
         let wanted = name(cert);
-        self.wait_for(&format!("{cert} refused"), |e| {
-            matches!(e, StoreEvent::Refused { name, .. } if *name == wanted)
-        })
+        self.wait_for(
+            &format!("{cert} refused"),
+            |e| matches!(e, StoreEvent::Refused { name, .. } if *name == wanted),
+        )
         .await
     }
 
@@ -148,7 +150,9 @@ impl Harness {
         let mut byte = [0u8; 1];
         tls.read_exact(&mut byte).await.expect("server data");
         server.await.unwrap().expect("server side");
-        tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+        tls.get_ref().1.peer_certificates().unwrap()[0]
+            .clone()
+            .into_owned()
     }
 }
 
@@ -178,7 +182,10 @@ async fn layout_is_loaded_with_encoded_names_and_kubernetes_file_names() {
     assert!(h.path.join("server").join("%2E.%2Fb").is_dir());
     let snapshot = h.store.snapshot();
     assert_eq!(snapshot.count(CertKind::Server), 2);
-    assert_eq!(snapshot.server(&name("team/a")).unwrap().dns_names, ["a.example"]);
+    assert_eq!(
+        snapshot.server(&name("team/a")).unwrap().dns_names,
+        ["a.example"]
+    );
     assert!(snapshot.server(&name("../b")).is_some());
     let ca = snapshot.ca(&name("corp")).unwrap();
     assert_eq!(ca.crls.len(), 1);
@@ -207,7 +214,14 @@ async fn a_certificate_replaced_on_disk_is_served_on_the_next_handshake() {
     fs::rename(tmp.join("cert.pem"), dir.join("cert.pem")).unwrap();
     loop {
         h.loaded("www").await;
-        if h.store.snapshot().server(&name("www")).unwrap().certified.cert[0] == der(&new) {
+        if h.store
+            .snapshot()
+            .server(&name("www"))
+            .unwrap()
+            .certified
+            .cert[0]
+            == der(&new)
+        {
             break;
         }
     }
@@ -287,7 +301,14 @@ async fn a_kubernetes_secret_volume_data_swap_is_picked_up() {
     fs::remove_dir_all(dir.join("..2026_11_22_v1")).unwrap();
     loop {
         h.loaded("k8s").await;
-        if h.store.snapshot().server(&name("k8s")).unwrap().certified.cert[0] == der(&v2) {
+        if h.store
+            .snapshot()
+            .server(&name("k8s"))
+            .unwrap()
+            .certified
+            .cert[0]
+            == der(&v2)
+        {
             break;
         }
     }
@@ -303,7 +324,11 @@ async fn garbage_over_a_certificate_keeps_the_old_one_and_is_recorded() {
     h.bind("web", &["g"]);
     let failures = h.store.counters().failures();
     let dir = server_folder(&h.path, "g");
-    fs::write(dir.join("cert.pem"), b"-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+    fs::write(
+        dir.join("cert.pem"),
+        b"-----BEGIN CERTIFICATE-----\nnot base64!\n",
+    )
+    .unwrap();
     let StoreEvent::Refused { code, message, .. } = h.refused("g").await else {
         unreachable!()
     };
@@ -343,9 +368,10 @@ async fn removing_a_folder_removes_the_certificate() {
     assert!(h.store.snapshot().server(&name("r")).is_some());
     fs::remove_dir_all(server_folder(&h.path, "r")).unwrap();
     let wanted = name("r");
-    h.wait_for("r removed", |e| {
-        matches!(e, StoreEvent::Removed { name, .. } if *name == wanted)
-    })
+    h.wait_for(
+        "r removed",
+        |e| matches!(e, StoreEvent::Removed { name, .. } if *name == wanted),
+    )
     .await;
     assert!(h.store.snapshot().server(&name("r")).is_none());
 }
@@ -373,7 +399,13 @@ async fn reloading_one_certificate_leaves_the_others_untouched() {
     let pki = TestPki::now_real();
     let root = pki.root("Incremental Root", KeyKind::EcdsaP256);
     let certs: Vec<Issued> = (0..5)
-        .map(|i| root.server(&[&format!("h{i}.example")], KeyKind::EcdsaP256, Validity::Normal))
+        .map(|i| {
+            root.server(
+                &[&format!("h{i}.example")],
+                KeyKind::EcdsaP256,
+                Validity::Normal,
+            )
+        })
         .collect();
     let mut h = Harness::new(|path| {
         for (i, issued) in certs.iter().enumerate() {
@@ -388,16 +420,26 @@ async fn reloading_one_certificate_leaves_the_others_untouched() {
     assert!(after.generation() > before.generation());
     for i in 1..5 {
         let n = name(&format!("h{i}"));
-        assert!(Arc::ptr_eq(before.server(&n).unwrap(), after.server(&n).unwrap()));
+        assert!(Arc::ptr_eq(
+            before.server(&n).unwrap(),
+            after.server(&n).unwrap()
+        ));
     }
-    assert!(!Arc::ptr_eq(before.server(&name("h0")).unwrap(), after.server(&name("h0")).unwrap()));
+    assert!(!Arc::ptr_eq(
+        before.server(&name("h0")).unwrap(),
+        after.server(&name("h0")).unwrap()
+    ));
 }
 
 #[tokio::test]
 async fn expiry_reports_days_left_for_every_certificate() {
     let pki = TestPki::now_real();
     let root = pki.root("Expiry Root", KeyKind::EcdsaP256);
-    let soon = root.server(&["soon.example"], KeyKind::EcdsaP256, Validity::ExpiresInDays(10));
+    let soon = root.server(
+        &["soon.example"],
+        KeyKind::EcdsaP256,
+        Validity::ExpiresInDays(10),
+    );
     let h = Harness::new(|path| {
         put_server(path, "soon", &soon, &root);
         let ca = path.join("ca").join("root");
@@ -407,7 +449,11 @@ async fn expiry_reports_days_left_for_every_certificate() {
     let rows = h.store.expiry();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].name, name("soon"));
-    assert!((9..=10).contains(&rows[0].days_left), "{}", rows[0].days_left);
+    assert!(
+        (9..=10).contains(&rows[0].days_left),
+        "{}",
+        rows[0].days_left
+    );
     let warned = h.store.check_expiry();
     assert!(warned.iter().any(|r| r.name == name("soon")));
     // Warned once per threshold, not on every check.
@@ -422,7 +468,161 @@ async fn listeners_using_a_certificate_are_known() {
     let h = Harness::new(|path| put_server(path, "u", &a, &root));
     h.bind("web", &["u", "absent"]);
     let snapshot = h.store.snapshot();
-    assert_eq!(snapshot.listeners_using(CertKind::Server, &name("u")), ["web"]);
+    assert_eq!(
+        snapshot.listeners_using(CertKind::Server, &name("u")),
+        ["web"]
+    );
     let listener = snapshot.listener("web").unwrap();
     assert_eq!(listener.missing, [name("absent")]);
+}
+
+/// Records the OCSP response the server staples, then verifies as usual.
+#[derive(Debug)]
+struct OcspRecorder {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for OcspRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap() = Some(ocsp_response.to_vec());
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// One handshake that asks for OCSP stapling; returns what was stapled.
+async fn stapled(store: &Store, listener: &str, root: &Ca, sni: &str) -> Vec<u8> {
+    let server_config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(StoreResolver::new(store.shared(), listener)));
+    let mut roots = RootCertStore::empty();
+    roots.add(root.cert().certificate_der()).unwrap();
+    let recorder = Arc::new(OcspRecorder {
+        inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap(),
+        seen: std::sync::Mutex::new(None),
+    });
+    let client_config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let server = tokio::spawn(async move { acceptor.accept(server_io).await.map(|_| ()) });
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let _tls = connector
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), client_io)
+        .await
+        .expect("handshake");
+    server.await.unwrap().expect("server side");
+    let seen = recorder.seen.lock().unwrap().clone();
+    seen.expect("verifier ran")
+}
+
+#[tokio::test]
+async fn an_ocsp_response_beside_the_certificate_is_stapled_and_reloaded() {
+    let pki = TestPki::now_real();
+    let root = pki.root("OCSP Root", KeyKind::EcdsaP256);
+    let leaf = root.server(&["ocsp.example"], KeyKind::EcdsaP256, Validity::Normal);
+    // The bytes are the CA's signed response; the store serves them as they are.
+    let first = b"\x30\x03\x0a\x01\x00".to_vec();
+    let mut h = Harness::new(|path| {
+        put_server(path, "ocsp", &leaf, &root);
+        fs::write(server_folder(path, "ocsp").join("ocsp.der"), &first).unwrap();
+    });
+    h.bind("web", &["ocsp"]);
+    assert_eq!(stapled(&h.store, "web", &root, "ocsp.example").await, first);
+
+    // A refreshed response is picked up like a certificate change.
+    let second = b"\x30\x03\x0a\x01\x01".to_vec();
+    write_atomic(&server_folder(&h.path, "ocsp").join("ocsp.der"), &second);
+    h.loaded("ocsp").await;
+    assert_eq!(
+        stapled(&h.store, "web", &root, "ocsp.example").await,
+        second
+    );
+}
+
+#[tokio::test]
+async fn an_expired_crl_is_loaded_enforced_and_counted() {
+    let pki = TestPki::now_real();
+    let root = pki.root("Stale CRL Root", KeyKind::EcdsaP256);
+    let revoked = root.client("revoked", KeyKind::EcdsaP256, Validity::Normal);
+    let h = Harness::new(|path| {
+        let ca = path.join("ca").join("corp");
+        fs::create_dir_all(&ca).unwrap();
+        fs::write(ca.join("ca.pem"), root.cert().cert_pem()).unwrap();
+        fs::write(ca.join("crl.pem"), root.crl_pem(&[revoked.serial()], -2)).unwrap();
+    });
+    let snapshot = h.store.snapshot();
+    let ca = snapshot.ca(&name("corp")).unwrap();
+    assert_eq!(ca.crls.len(), 1);
+    assert_eq!(ca.crls[0].revoked, 1);
+    assert_eq!(h.store.counters().expired_crls(), 1);
+}
+
+#[tokio::test]
+async fn a_crl_from_another_ca_is_refused() {
+    let pki = TestPki::now_real();
+    let root = pki.root("CRL Owner Root", KeyKind::EcdsaP256);
+    let other = pki.root("Other Root", KeyKind::EcdsaP256);
+    let mut h = Harness::new(|path| {
+        let ca = path.join("ca").join("corp");
+        fs::create_dir_all(&ca).unwrap();
+        fs::write(ca.join("ca.pem"), root.cert().cert_pem()).unwrap();
+    });
+    assert!(h.store.snapshot().ca(&name("corp")).is_some());
+    let crl = h.path.join("ca").join("corp").join("crl.pem");
+    write_atomic(&crl, other.crl_pem(&[], 7).as_bytes());
+    let StoreEvent::Refused { code, .. } = h.refused("corp").await else {
+        unreachable!()
+    };
+    assert_eq!(code, "InvalidCertificateChain");
+    // The CA stays in service without the foreign CRL.
+    assert!(
+        h.store
+            .snapshot()
+            .ca(&name("corp"))
+            .unwrap()
+            .crls
+            .is_empty()
+    );
 }
