@@ -63,13 +63,46 @@ pub enum Entry {
     Ca(Arc<CaCert>),
 }
 
-/// Reads `path`, or `None` when it does not exist.
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, Error> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(Error::io("cannot read", path, err)),
+/// SHA-256 over every file a load read (names and contents).
+pub(crate) type Digest = [u8; 32];
+
+/// Reads `path`, or `None` when it does not exist, folding it into `digest`.
+fn read_optional(path: &Path, digest: &mut sha2::Sha256) -> Result<Option<Vec<u8>>, Error> {
+    use sha2::Digest as _;
+    let bytes = match fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(err) if err.kind() == ErrorKind::NotFound => None,
+        Err(err) => return Err(Error::io("cannot read", path, err)),
+    };
+    digest.update(
+        path.file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default(),
+    );
+    match &bytes {
+        Some(b) => {
+            digest.update((b.len() as u64).to_be_bytes());
+            digest.update(b);
+        }
+        None => digest.update(u64::MAX.to_be_bytes()),
     }
+    Ok(bytes)
+}
+
+fn finish(digest: sha2::Sha256) -> Digest {
+    use sha2::Digest as _;
+    digest.finalize().into()
+}
+
+/// What reading a folder found.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// No certificate file: the folder is empty or being created.
+    Missing,
+    /// The same bytes as `previous`: nothing to do.
+    Unchanged,
+    /// A validated entry.
+    Entry(Entry),
 }
 
 /// The first of `names` that exists in `folder`, with its index.
@@ -92,20 +125,26 @@ fn options(kind: Kind, now: UnixTime) -> Options {
 
 /// Loads a server certificate folder. `Ok(None)` when the folder holds no
 /// certificate file at all (being created, or emptied).
-pub(crate) fn load_server(
+fn load_server(
     name: &CertificateName,
     folder: &Path,
     now: UnixTime,
-) -> Result<Option<ServerCert>, Error> {
+    previous: Option<&Digest>,
+) -> Result<(Option<ServerCert>, Digest), Error> {
+    let mut digest = sha2::Sha256::default();
     let Some((index, cert_path)) = first_existing(folder, &SERVER_CERT_FILES) else {
-        return Ok(None);
+        return Ok((None, finish(digest)));
     };
     let key_path = folder.join(SERVER_KEY_FILES[index]);
-    let Some(cert) = read_optional(&cert_path)? else {
-        return Ok(None);
+    let Some(cert) = read_optional(&cert_path, &mut digest)? else {
+        return Ok((None, finish(digest)));
     };
-    let key = read_optional(&key_path)?;
-    let ocsp = read_optional(&folder.join(OCSP_FILE))?;
+    let key = read_optional(&key_path, &mut digest)?;
+    let ocsp = read_optional(&folder.join(OCSP_FILE), &mut digest)?;
+    let digest = finish(digest);
+    if previous == Some(&digest) {
+        return Err(Error::Unchanged(digest));
+    }
     let cert_name = cert_path.display().to_string();
     let key_name = key_path.display().to_string();
     let report = validator::check(&Request {
@@ -154,7 +193,7 @@ pub(crate) fn load_server(
         .map(|san| san.trim_end_matches('.').to_ascii_lowercase())
         .collect();
     dns_names.dedup();
-    Ok(Some(ServerCert {
+    let entry = ServerCert {
         name: name.clone(),
         certified: Arc::new(certified),
         is_ecdsa: bundle.key_algorithm().is_ecdsa(),
@@ -162,23 +201,30 @@ pub(crate) fn load_server(
         warnings: validated.warnings().to_vec(),
         folder: folder.to_path_buf(),
         summary,
-    }))
+    };
+    Ok((Some(entry), digest))
 }
 
 /// Loads a CA folder (`ca.pem` or `ca.crt`, optional `crl.pem`).
-pub(crate) fn load_ca(
+fn load_ca(
     name: &CertificateName,
     folder: &Path,
     now: UnixTime,
-) -> Result<Option<CaCert>, Error> {
+    previous: Option<&Digest>,
+) -> Result<(Option<CaCert>, Digest), Error> {
+    let mut digest = sha2::Sha256::default();
     let Some((_, ca_path)) = first_existing(folder, &CA_FILES) else {
-        return Ok(None);
+        return Ok((None, finish(digest)));
     };
-    let Some(bundle_bytes) = read_optional(&ca_path)? else {
-        return Ok(None);
+    let Some(bundle_bytes) = read_optional(&ca_path, &mut digest)? else {
+        return Ok((None, finish(digest)));
     };
     let crl_path = folder.join(CRL_FILE);
-    let crl_bytes = read_optional(&crl_path)?;
+    let crl_bytes = read_optional(&crl_path, &mut digest)?;
+    let digest = finish(digest);
+    if previous == Some(&digest) {
+        return Err(Error::Unchanged(digest));
+    }
     let ca_name = ca_path.display().to_string();
     let invalid = |findings| Error::Invalid {
         kind: CertKind::Ca,
@@ -224,7 +270,7 @@ pub(crate) fn load_ca(
         })
         .min()
         .unwrap_or(bundle.summary().not_after);
-    Ok(Some(CaCert {
+    let entry = CaCert {
         name: name.clone(),
         certs,
         crls,
@@ -232,18 +278,30 @@ pub(crate) fn load_ca(
         not_after,
         warnings: validated.warnings().to_vec(),
         folder: folder.to_path_buf(),
-    }))
+    };
+    Ok((Some(entry), digest))
 }
 
-/// Loads whichever kind `kind` says.
+/// Loads whichever kind `kind` says. `previous` is the digest of the
+/// content now live: identical bytes are not validated or published again
+/// (file events can arrive for a folder whose content did not change).
 pub(crate) fn load(
     kind: CertKind,
     name: &CertificateName,
     folder: &Path,
     now: UnixTime,
-) -> Result<Option<Entry>, Error> {
-    Ok(match kind {
-        CertKind::Server => load_server(name, folder, now)?.map(|e| Entry::Server(Arc::new(e))),
-        CertKind::Ca => load_ca(name, folder, now)?.map(|e| Entry::Ca(Arc::new(e))),
-    })
+    previous: Option<&Digest>,
+) -> Result<(Loaded, Option<Digest>), Error> {
+    let result = match kind {
+        CertKind::Server => load_server(name, folder, now, previous)
+            .map(|(e, d)| (e.map(|e| Entry::Server(Arc::new(e))), d)),
+        CertKind::Ca => load_ca(name, folder, now, previous)
+            .map(|(e, d)| (e.map(|e| Entry::Ca(Arc::new(e))), d)),
+    };
+    match result {
+        Ok((Some(entry), digest)) => Ok((Loaded::Entry(entry), Some(digest))),
+        Ok((None, _)) => Ok((Loaded::Missing, None)),
+        Err(Error::Unchanged(digest)) => Ok((Loaded::Unchanged, Some(digest))),
+        Err(err) => Err(err),
+    }
 }

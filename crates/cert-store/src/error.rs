@@ -72,6 +72,10 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Internal: a folder's bytes are the ones already live (never surfaces).
+    #[error("unchanged")]
+    #[doc(hidden)]
+    Unchanged([u8; 32]),
     /// The file watcher could not be started.
     #[error("cannot watch the certificate store {}: {message}", path.display())]
     Watch {
@@ -102,7 +106,7 @@ impl Error {
             Error::AlreadyExists { .. } => "CertificateAlreadyExists",
             Error::InUse { .. } => "CertificateInUse",
             Error::QuotaExceeded { .. } => "QuotaExceeded",
-            Error::Io { .. } | Error::Watch { .. } => "InternalError",
+            Error::Io { .. } | Error::Watch { .. } | Error::Unchanged(_) => "InternalError",
         }
     }
 

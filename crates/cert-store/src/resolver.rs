@@ -100,13 +100,13 @@ impl SniIndex {
                 // is cheap (off the handshake path) and keeps the index right
                 // for entries built by hand.
                 let name = normalise_san(name);
-                let map = match name.strip_prefix("*.") {
+                let pair = match name.strip_prefix("*.") {
                     Some(parent) if !parent.is_empty() => {
                         index.wildcard.entry(parent.to_owned()).or_default()
                     }
                     _ => index.exact.entry(name).or_default(),
                 };
-                map.offer(cert);
+                pair.offer(cert);
             }
         }
         if let Some(first) = certs.first() {

@@ -130,6 +130,8 @@ type Stamp = Vec<Option<(u64, i128, u64)>>;
 #[derive(Debug, Default)]
 struct State {
     stamps: HashMap<(CertKind, String), Stamp>,
+    /// Digest of the content live for each certificate.
+    digests: HashMap<(CertKind, CertificateName), entry::Digest>,
     refusals: HashMap<(CertKind, CertificateName), (&'static str, String)>,
     expiry: ExpiryWarnings,
 }
@@ -324,13 +326,21 @@ impl Store {
         }
         let current = self.current.load_full();
 
+        let previous = current
+            .contains(kind, &name)
+            .then(|| state.digests.get(&(kind, name.clone())))
+            .flatten();
         let loaded = if exists {
-            entry::load(kind, &name, &path, now())
+            entry::load(kind, &name, &path, now(), previous)
         } else {
-            Ok(None)
+            Ok((entry::Loaded::Missing, None))
         };
         match loaded {
-            Ok(Some(entry)) => {
+            Ok((entry::Loaded::Unchanged, _)) => {
+                // Same bytes as what is live; a refusal since then is void.
+                state.refusals.remove(&(kind, name));
+            }
+            Ok((entry::Loaded::Entry(entry), digest)) => {
                 let limit = self.config.limit(kind);
                 if !current.contains(kind, &name) && current.count(kind) >= limit {
                     self.refuse(
@@ -363,6 +373,9 @@ impl Store {
                 let generation = next.generation();
                 self.current.store(Arc::new(next));
                 state.refusals.remove(&(kind, name.clone()));
+                if let Some(digest) = digest {
+                    state.digests.insert((kind, name.clone()), digest);
+                }
                 self.counters.success.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(kind = %kind, name = name.as_str(), generation, "certificate loaded");
                 let _ = self.events.send(StoreEvent::Loaded {
@@ -371,8 +384,9 @@ impl Store {
                     generation,
                 });
             }
-            Ok(None) => {
+            Ok((entry::Loaded::Missing, _)) => {
                 state.refusals.remove(&(kind, name.clone()));
+                state.digests.remove(&(kind, name.clone()));
                 if current.contains(kind, &name) {
                     let next = current.with_entry(kind, &name, None);
                     let generation = next.generation();

@@ -334,7 +334,7 @@ async fn garbage_over_a_certificate_keeps_the_old_one_and_is_recorded() {
     };
     assert_eq!(code, "InvalidCertificateFormat");
     assert!(message.contains("cert.pem"), "{message}");
-    assert_eq!(h.store.counters().failures(), failures + 1);
+    assert!(h.store.counters().failures() > failures);
     assert_eq!(
         h.store.refusal(CertKind::Server, &name("g")).unwrap().0,
         "InvalidCertificateFormat"
@@ -413,17 +413,22 @@ async fn reloading_one_certificate_leaves_the_others_untouched() {
         }
     });
     let before = h.store.snapshot();
+    let mut log = h.store.subscribe();
     let replacement = root.server(&["h0.example"], KeyKind::EcdsaP256, Validity::Normal);
     put_server(&h.path, "h0", &replacement, &root);
     h.loaded("h0").await;
     let after = h.store.snapshot();
     assert!(after.generation() > before.generation());
+    let mut seen = Vec::new();
+    while let Ok(e) = log.try_recv() {
+        seen.push(e);
+    }
     for i in 1..5 {
         let n = name(&format!("h{i}"));
-        assert!(Arc::ptr_eq(
-            before.server(&n).unwrap(),
-            after.server(&n).unwrap()
-        ));
+        assert!(
+            Arc::ptr_eq(before.server(&n).unwrap(), after.server(&n).unwrap()),
+            "h{i} changed; events: {seen:#?}"
+        );
     }
     assert!(!Arc::ptr_eq(
         before.server(&name("h0")).unwrap(),
