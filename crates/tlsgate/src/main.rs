@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 
 mod cert_cmd;
+mod demo;
+mod logging;
+mod pki;
 
 use std::process::ExitCode;
 
@@ -13,12 +16,17 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tlsgate", version, about, propagate_version = true)]
 struct Cli {
+    /// Log format: text (default) or json.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show the whole product on this machine: throwaway PKI, two backends, an mTLS listener.
+    Demo(demo::DemoArgs),
     /// Validate and convert certificates and keys.
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
@@ -27,6 +35,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => {
+            logging::init(cli.log_format);
+            demo::run(&args)
+        }
         Command::Cert(command) => cert_cmd::run(command),
     }
 }

@@ -504,3 +504,28 @@ impl std::fmt::Display for CertificateName {
         f.write_str(&self.0)
     }
 }
+
+/// Who a (client) certificate names, for forwarding to backends (R12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// Subject, RFC 4514.
+    pub subject: String,
+    /// Issuer, RFC 4514.
+    pub issuer: String,
+    /// Serial number, uppercase hex without colons.
+    pub serial: String,
+    /// SHA-256 of the DER, lowercase hex without colons.
+    pub sha256_fingerprint: String,
+}
+
+/// Describes a certificate already accepted by the handshake; `None` when
+/// the DER does not parse (it always does after a successful handshake).
+pub fn peer_identity(der: &[u8]) -> Option<PeerIdentity> {
+    let cert = ParsedCert::parse(der.to_vec(), "the client certificate".into()).ok()?;
+    Some(PeerIdentity {
+        subject: cert.subject,
+        issuer: cert.issuer,
+        serial: cert.serial,
+        sha256_fingerprint: cert.fingerprint,
+    })
+}

@@ -1,0 +1,174 @@
+//! One request: limits, header rewriting, backend choice with connect-retry,
+//! timeouts, and the response on its way back (R10–R13).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::headers::{self, ConnectionFacts};
+use crate::runtime::Runtime;
+use crate::stats::ListenerStats;
+use crate::upstream::{SendError, Upstreams};
+use crate::{Lease, ListenerConfig};
+
+/// The body type sent to clients.
+pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A backend response body that keeps its backend counted as in flight
+/// (for `wlc`) until the client has read it all.
+struct LeasedBody {
+    inner: Incoming,
+    _lease: Lease,
+}
+
+impl Body for LeasedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A short plain-text response made by tlsgate itself.
+pub(crate) fn local_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = http_body_util::Full::new(Bytes::from(format!(
+        "{} {}\n{message}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )))
+    .map_err(|never: Infallible| match never {})
+    .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Handles one request from a client connection.
+pub(crate) async fn handle(
+    request: Request<Incoming>,
+    runtime: Arc<Runtime>,
+    upstreams: Arc<Upstreams>,
+    facts: Arc<ConnectionFacts>,
+    stats: Arc<ListenerStats>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let response = forward(request, &runtime, &upstreams, &facts).await;
+    stats.count_request(response.status());
+    Ok(response)
+}
+
+async fn forward(
+    request: Request<Incoming>,
+    runtime: &Runtime,
+    upstreams: &Arc<Upstreams>,
+    facts: &ConnectionFacts,
+) -> Response<ProxyBody> {
+    let config: &ListenerConfig = &runtime.config;
+    let (mut parts, body) = request.into_parts();
+    if headers::header_bytes(&parts.method, &parts.uri, &parts.headers) > config.limits.max_header_bytes {
+        return local_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request line and headers are larger than this listener allows (max_header_bytes)",
+        );
+    }
+    // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+    }
+    headers::rewrite_request(&mut parts.headers, facts);
+    // Framing is per hop: hyper frames the body for the backend from its size.
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .and_then(|pq| Uri::builder().path_and_query(pq.clone()).build().ok())
+        .unwrap_or_else(|| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    let mut request = Request::from_parts(parts, body);
+
+    let attempt = async {
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let Some(lease) = runtime.pool.pick(&tried) else {
+                return if tried.is_empty() {
+                    local_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no healthy backend is available for this listener",
+                    )
+                } else {
+                    local_response(
+                        StatusCode::BAD_GATEWAY,
+                        "every backend refused the connection",
+                    )
+                };
+            };
+            let address = lease.backend().address.clone();
+            match upstreams
+                .send(&address, config.timeouts.backend_connect, request)
+                .await
+            {
+                Ok(response) => return backend_response(response, lease),
+                Err(SendError::NotSent(reason, unsent)) => {
+                    // Nothing was sent: safe to try another backend, whatever the method.
+                    runtime.pool.mark_connect_failure(lease.index());
+                    tracing::warn!(listener = %config.name, backend = %address, %reason, "backend connect failed; trying another backend");
+                    tried.push(lease.index());
+                    request = unsent;
+                }
+                Err(SendError::Failed(reason)) => {
+                    tracing::warn!(listener = %config.name, backend = %address, %reason, "backend request failed");
+                    return local_response(
+                        StatusCode::BAD_GATEWAY,
+                        "the backend closed the connection or sent an invalid response",
+                    );
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(config.timeouts.request, attempt).await {
+        Ok(response) => response,
+        Err(_) => local_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the backend did not answer in time (timeouts.request)",
+        ),
+    }
+}
+
+fn backend_response(response: Response<Incoming>, lease: Lease) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    // Transfer-Encoding is per hop too; hyper re-frames the body for the client.
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    let body = LeasedBody {
+        inner: body,
+        _lease: lease,
+    };
+    Response::from_parts(parts, body.boxed())
+}

@@ -1,0 +1,471 @@
+//! Listeners: bind, accept, TLS handshake, serve HTTP/1.1 and HTTP/2, apply
+//! config changes live, and drain on shutdown (R1, R13, R14).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tlsgate_cert_store::{Binding, ClientAuthBinding, Store};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
+use crate::runtime::Runtime;
+use crate::stats::ListenerStats;
+use crate::upstream::Upstreams;
+use crate::{ListenerConfig, Protocol, TlsConfigCache, proxy};
+
+/// Why a listener set could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A socket could not be bound; nothing was changed.
+    #[error("listener {listener:?} cannot bind {address}: {source}{hint}")]
+    Bind {
+        /// The listener.
+        listener: String,
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+}
+
+/// State shared by a listener's connections.
+struct Shared {
+    name: String,
+    runtime: ArcSwap<Runtime>,
+    tls: TlsConfigCache,
+    upstreams: Arc<Upstreams>,
+    stats: Arc<ListenerStats>,
+    connections: Arc<Semaphore>,
+}
+
+struct Running {
+    bind: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// All listeners of one process.
+pub struct Server {
+    store: Arc<Store>,
+    upstreams: Arc<Upstreams>,
+    running: tokio::sync::Mutex<HashMap<String, Running>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+/// The store bindings the listeners imply.
+fn bindings(configs: &[ListenerConfig]) -> Vec<Binding> {
+    configs
+        .iter()
+        .filter_map(|c| {
+            c.tls().map(|tls| Binding {
+                listener: c.name.clone(),
+                certificates: tls.certificates.clone(),
+                client_auth: tls.mutual_auth.as_ref().map(|m| ClientAuthBinding {
+                    ca: m.ca.clone(),
+                    policy: m.policy,
+                }),
+            })
+        })
+        .collect()
+}
+
+fn bind_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process (or another listener) uses that port — stop it or pick another port"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE (the systemd unit grants it)"
+        }
+        _ => "",
+    }
+}
+
+impl Server {
+    /// A server with no listeners yet.
+    pub fn new(store: Arc<Store>) -> Arc<Server> {
+        Arc::new(Server {
+            store,
+            upstreams: Arc::new(Upstreams::default()),
+            running: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Makes the running listeners match `configs`: new ones are bound and
+    /// started, changed ones take the new settings for new connections and
+    /// requests (open connections are kept), removed ones drain and stop.
+    /// All sockets are bound first: if one fails, nothing changes.
+    pub async fn apply(&self, configs: Vec<ListenerConfig>) -> Result<(), ServeError> {
+        let mut running = self.running.lock().await;
+        let mut fresh: HashMap<String, TcpListener> = HashMap::new();
+        for config in &configs {
+            let rebind = running.get(&config.name).is_none_or(|r| r.bind != config.bind);
+            if rebind {
+                let socket = bind(config.bind).map_err(|source| ServeError::Bind {
+                    listener: config.name.clone(),
+                    address: config.bind,
+                    hint: bind_hint(&source),
+                    source,
+                })?;
+                fresh.insert(config.name.clone(), socket);
+            }
+        }
+        self.store.set_bindings(bindings(&configs));
+
+        let keep: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+        let removed: Vec<String> = running
+            .keys()
+            .filter(|name| !keep.contains(name) || fresh.contains_key(*name))
+            .cloned()
+            .collect();
+        let mut previous_runtimes: HashMap<String, Arc<Runtime>> = HashMap::new();
+        for name in removed {
+            if let Some(old) = running.remove(&name) {
+                previous_runtimes.insert(name.clone(), old.shared.runtime.load_full());
+                tracing::info!(listener = %name, address = %old.local, "listener stopping");
+                let _ = old.stop.send(true);
+            }
+        }
+        for config in configs {
+            if let Some(current) = running.get(&config.name) {
+                let previous = current.shared.runtime.load_full();
+                current
+                    .shared
+                    .runtime
+                    .store(Arc::new(Runtime::new(config, Some(&previous))));
+                continue;
+            }
+            let Some(socket) = fresh.remove(&config.name) else {
+                continue;
+            };
+            let local = socket.local_addr().unwrap_or(config.bind);
+            let previous = previous_runtimes.get(&config.name);
+            let shared = Arc::new(Shared {
+                name: config.name.clone(),
+                tls: TlsConfigCache::new(config.name.clone(), self.store.clone()),
+                connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+                runtime: ArcSwap::from_pointee(Runtime::new(config.clone(), previous.map(|p| p.as_ref()))),
+                upstreams: self.upstreams.clone(),
+                stats: Arc::new(ListenerStats::default()),
+            });
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(accept_loop(socket, shared.clone(), stopped));
+            tracing::info!(
+                listener = %config.name,
+                address = %local,
+                protocol = if config.tls().is_some() { "https" } else { "http" },
+                "listener started"
+            );
+            running.insert(
+                config.name.clone(),
+                Running {
+                    bind: config.bind,
+                    local,
+                    shared,
+                    stop,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The address a listener is bound to (useful with port 0).
+    pub async fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.running.lock().await.get(listener).map(|r| r.local)
+    }
+
+    /// A listener's counters.
+    pub async fn stats(&self, listener: &str) -> Option<Arc<ListenerStats>> {
+        self.running
+            .lock()
+            .await
+            .get(listener)
+            .map(|r| r.shared.stats.clone())
+    }
+
+    /// Names and addresses of the running listeners.
+    pub async fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        let mut out: Vec<(String, SocketAddr)> = self
+            .running
+            .lock()
+            .await
+            .iter()
+            .map(|(n, r)| (n.clone(), r.local))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The backends of a listener: (address, weight, healthy, in flight).
+    pub async fn backends(&self, listener: &str) -> Vec<(String, u8, bool, usize)> {
+        let running = self.running.lock().await;
+        let Some(r) = running.get(listener) else {
+            return Vec::new();
+        };
+        let runtime = r.shared.runtime.load();
+        runtime
+            .pool
+            .backends()
+            .iter()
+            .map(|b| (b.address.clone(), b.weight, b.is_healthy(), b.in_flight()))
+            .collect()
+    }
+
+    /// Stops accepting on every listener, lets in-flight requests finish
+    /// (each listener up to its `shutdown_drain`), then returns (R14).
+    pub async fn shutdown(&self) {
+        let mut running = self.running.lock().await;
+        for (name, r) in running.iter() {
+            tracing::info!(listener = %name, "stopping: no new connections, draining in-flight requests");
+            let _ = r.stop.send(true);
+        }
+        for (_, r) in running.drain() {
+            let _ = r.task.await;
+        }
+    }
+}
+
+/// Binds with SO_REUSEADDR (a restart does not wait out TIME_WAIT) and a
+/// deep backlog (past `max_connections`, clients wait in the accept queue).
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(4096)
+}
+
+async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        // Past max_connections, stop accepting: new clients queue in the backlog.
+        let permit = tokio::select! {
+            permit = shared.connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stopped.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = %shared.name, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            shared.stats.connection_opened();
+            connection(stream, peer, &shared, watcher).await;
+            shared.stats.connection_closed();
+            drop(permit);
+        });
+    }
+    drop(socket);
+    let drain = shared.runtime.load().config.timeouts.shutdown_drain;
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = %shared.name, ?drain, "shutdown drain deadline reached; closing the remaining connections");
+    }
+}
+
+/// Maps a handshake failure to the reason operators see in logs and metrics.
+fn handshake_reason(err: &std::io::Error) -> &'static str {
+    use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible, PeerMisbehaved};
+    let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return match err.kind() {
+            std::io::ErrorKind::UnexpectedEof => "client closed the connection during the handshake",
+            _ => "connection error during the handshake",
+        };
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no client certificate",
+        Error::InvalidCertificate(CertificateError::Revoked) => "client certificate revoked",
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "client certificate from an unknown CA"
+        }
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "client certificate expired",
+        Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => "client certificate not yet valid",
+        Error::InvalidCertificate(
+            CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. },
+        ) => "CRL expired (expired_crl = reject-all)",
+        Error::InvalidCertificate(_) => "client certificate invalid",
+        Error::PeerIncompatible(PeerIncompatible::SupportedVersionsExtensionRequired)
+        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered)
+        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOfferedOrEnabled)
+        | Error::PeerIncompatible(PeerIncompatible::Tls13RequiredForQuic) => {
+            "no shared protocol version (client offers only versions this policy refuses)"
+        }
+        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => "no shared cipher suite",
+        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => "no shared key-exchange group",
+        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
+            "no shared signature scheme"
+        }
+        Error::PeerIncompatible(_) => "client incompatible with the TLS policy",
+        Error::General(message) if message.contains("no server certificate") => {
+            "no certificate for the requested name"
+        }
+        Error::AlertReceived(AlertDescription::UnknownCA | AlertDescription::BadCertificate) => {
+            "client does not trust the server certificate"
+        }
+        Error::AlertReceived(_) => "client sent an alert",
+        Error::InvalidMessage(_) | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
+            "not a TLS ClientHello (plain HTTP on the HTTPS port?)"
+        }
+        _ => "handshake failed",
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let runtime = shared.runtime.load_full();
+    let config = &runtime.config;
+    let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(config.bind.port());
+    let port = HeaderValue::from(local_port);
+    let trusted = is_trusted(peer.ip(), &config.trusted_proxies);
+    match &config.protocol {
+        Protocol::Http => {
+            let facts = ConnectionFacts {
+                client: peer,
+                proto: "http",
+                port,
+                trusted,
+                client_cert: ClientCert::NotRequested,
+                rfc9440: config.rfc9440_client_cert,
+            };
+            serve(stream, facts, shared, watcher).await;
+        }
+        Protocol::Https(tls) => {
+            let server_config = match shared.tls.current(&tls.policy) {
+                Ok(server_config) => server_config,
+                Err(reason) => {
+                    // SECURITY: fail closed — no handshake without the configured TLS material.
+                    shared.stats.handshake_failed("listener has no usable TLS configuration");
+                    tracing::warn!(listener = %shared.name, client = %peer, %reason, "handshake refused");
+                    return;
+                }
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            let handshake = tokio::time::timeout(config.timeouts.handshake, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    let reason = handshake_reason(&err);
+                    shared.stats.handshake_failed(reason);
+                    tracing::info!(listener = %shared.name, client = %peer, reason, detail = %err, "handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    shared.stats.handshake_failed("handshake timed out");
+                    tracing::info!(listener = %shared.name, client = %peer, reason = "handshake timed out", "handshake refused");
+                    return;
+                }
+            };
+            let (_, session) = stream.get_ref();
+            shared.stats.handshake_ok(
+                session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            );
+            let client_cert = match (&tls.mutual_auth, session.peer_certificates()) {
+                (None, _) => ClientCert::NotRequested,
+                (Some(_), Some([leaf, ..])) => ClientCertHeaders::from_der(leaf.as_ref())
+                    .map_or(ClientCert::Absent, |h| ClientCert::Verified(Arc::new(h))),
+                (Some(_), _) => ClientCert::Absent,
+            };
+            let facts = ConnectionFacts {
+                client: peer,
+                proto: "https",
+                port,
+                trusted,
+                client_cert,
+                rfc9440: config.rfc9440_client_cert,
+            };
+            serve(stream, facts, shared, watcher).await;
+        }
+    }
+}
+
+async fn serve<IO>(
+    io: IO,
+    facts: ConnectionFacts,
+    shared: &Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let runtime = shared.runtime.load_full();
+    let config = &runtime.config;
+    let facts = Arc::new(facts);
+    let client = facts.client;
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |request| {
+            // Each request reads the listener's current runtime, so backend
+            // and limit changes apply to open connections' next requests.
+            proxy::handle(
+                request,
+                shared.runtime.load_full(),
+                shared.upstreams.clone(),
+                facts.clone(),
+                shared.stats.clone(),
+            )
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper rejects oversized heads itself (431); give it room above our
+    // exact count so the precise limit, counted per R13, is ours to apply.
+    let buffer = (config.limits.max_header_bytes + 4096).max(8192);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.timeouts.client_idle)
+        .max_buf_size(buffer)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(buffer).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(config.timeouts.client_idle))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(err) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(listener = %shared.name, %client, error = %err, "connection ended with an error");
+    }
+}

@@ -1,0 +1,73 @@
+//! Per-listener counters for logs and metrics (the admin API exports them).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::StatusCode;
+
+/// Counters of one listener. Cheap to update from the data path: atomics
+/// for the hot counters, a mutex only for the rare handshake-failure reasons.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    handshakes_ok: AtomicU64,
+    handshakes_resumed: AtomicU64,
+    handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
+    requests: [AtomicU64; 5],
+    connections_open: AtomicU64,
+}
+
+impl ListenerStats {
+    pub(crate) fn handshake_ok(&self, resumed: bool) {
+        self.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.handshakes_resumed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn handshake_failed(&self, reason: &'static str) {
+        let mut failures = self.handshake_failures.lock().unwrap_or_else(|p| p.into_inner());
+        *failures.entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn count_request(&self, status: StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.requests[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Completed handshakes.
+    pub fn handshakes_ok(&self) -> u64 {
+        self.handshakes_ok.load(Ordering::Relaxed)
+    }
+
+    /// Completed handshakes that resumed a session.
+    pub fn handshakes_resumed(&self) -> u64 {
+        self.handshakes_resumed.load(Ordering::Relaxed)
+    }
+
+    /// Failed handshakes by reason.
+    pub fn handshake_failures(&self) -> BTreeMap<&'static str, u64> {
+        self.handshake_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Responses by status class: index 0 = 1xx … 4 = 5xx.
+    pub fn requests(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.requests[i].load(Ordering::Relaxed))
+    }
+
+    /// Client connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+}

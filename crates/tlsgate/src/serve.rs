@@ -1,0 +1,204 @@
+//! `tlsgate serve`: wires the config, the certificate store and the
+//! listeners together, and handles reloads (config file change or SIGHUP)
+//! and graceful shutdown (SIGTERM, SIGINT).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use tlsgate_cert_store::{Store, StoreConfig};
+use tlsgate_listener::Server;
+use tokio::sync::mpsc;
+
+use crate::config::{self, Config, ConfigError};
+
+/// Exit code for an unusable configuration (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Prints config errors the way an operator reads them: one per line.
+pub fn print_config_errors(errors: &[ConfigError]) {
+    for error in errors {
+        eprintln!("error: {error}");
+    }
+}
+
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("tlsgate-worker");
+    if let Some(workers) = workers.filter(|w| *w > 0) {
+        builder.worker_threads(workers);
+    }
+    builder.build()
+}
+
+/// Opens the store the config names.
+pub fn open_store(config: &Config) -> Result<Arc<Store>, tlsgate_cert_store::Error> {
+    let mut store_config = StoreConfig::new(&config.store.dir);
+    store_config.max_server_certificates = config.store.max_server_certificates;
+    store_config.max_ca_certificates = config.store.max_ca_certificates;
+    Store::open(store_config)
+}
+
+/// Runs the data plane until SIGTERM/SIGINT.
+pub fn run(path: &Path, workers: Option<usize>) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_config_errors(&errors);
+            eprintln!("tlsgate: not started: fix the configuration above (check it with `tlsgate check-config --config {}`)", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match runtime(workers.or(config.workers)) {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tlsgate: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    for note in &config.notes {
+        tracing::warn!("{note}");
+    }
+    let store = match open_store(&config) {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("tlsgate: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let _store_watcher = match store.watch() {
+        Ok(watcher) => watcher,
+        Err(err) => {
+            eprintln!("tlsgate: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = Server::new(store.clone());
+    if let Err(err) = server.apply(config.listeners.clone()).await {
+        eprintln!("tlsgate: {err}");
+        return ExitCode::FAILURE;
+    }
+    for (name, address) in server.listeners().await {
+        tracing::info!(listener = %name, %address, "serving");
+    }
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
+    let _config_watcher = watch_config(&config.path, reload_tx.clone());
+    let mut current = config;
+
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; reload by editing the config file");
+            None
+        }
+    };
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        #[cfg(unix)]
+        let term = async {
+            match terminate.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<Option<()>>();
+
+        tokio::select! {
+            _ = hup => reload(&server, &mut current, "SIGHUP").await,
+            Some(why) = reload_rx.recv() => reload(&server, &mut current, why).await,
+            _ = term => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; in-flight requests may finish");
+    server.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Re-reads the config; a bad one is refused and the running one kept.
+async fn reload(server: &Server, current: &mut Config, why: &str) {
+    let next = match config::load(&current.path) {
+        Ok(next) => next,
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!("{error}");
+            }
+            tracing::error!(trigger = why, "configuration refused; the running configuration stays in force");
+            return;
+        }
+    };
+    if next.store.dir != current.store.dir {
+        tracing::warn!("store.dir changed; the new store is used after a restart");
+    }
+    for note in &next.notes {
+        tracing::warn!("{note}");
+    }
+    match server.apply(next.listeners.clone()).await {
+        Ok(()) => {
+            tracing::info!(trigger = why, "configuration reloaded");
+            *current = next;
+        }
+        Err(err) => {
+            tracing::error!(trigger = why, error = %err, "configuration refused; the running configuration stays in force");
+        }
+    }
+}
+
+/// Watches the config file's folder (editors replace the file by rename,
+/// and Kubernetes swaps ConfigMap mounts by symlink, so watching the file
+/// itself would go deaf after the first save).
+fn watch_config(
+    path: &Path,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> Option<notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>> {
+    let folder: PathBuf = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let handler = move |result: notify_debouncer_full::DebounceEventResult| {
+        let Ok(events) = result else { return };
+        let touched = events.iter().any(|event| {
+            event.paths.iter().any(|p| {
+                p.file_name().map(|n| n.to_os_string()) == file_name
+                    || p.file_name().is_some_and(|n| n == "..data")
+            })
+        });
+        if touched {
+            let _ = tx.send("config file changed");
+        }
+    };
+    match notify_debouncer_full::new_debouncer(Duration::from_millis(200), None, handler) {
+        Ok(mut debouncer) => match debouncer.watch(&folder, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(debouncer),
+            Err(err) => {
+                tracing::warn!(error = %err, folder = %folder.display(), "cannot watch the config folder; reload with SIGHUP");
+                None
+            }
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch the config file; reload with SIGHUP");
+            None
+        }
+    }
+}
