@@ -52,6 +52,8 @@ pub struct ListenerTls {
     pub client_auth: Option<Result<Arc<dyn ClientCertVerifier>, String>>,
     /// The CA bundle behind `client_auth`.
     pub client_ca: Option<Arc<CaCert>>,
+    /// The policy `client_auth` was built with.
+    pub client_auth_policy: Option<ClientAuthPolicy>,
     /// Certificates the binding names that the store does not hold (or holds
     /// only as refused content).
     pub missing: Vec<CertificateName>,
@@ -189,9 +191,10 @@ impl Snapshot {
             }
         }
         for binding in self.bindings.iter() {
-            let listener = match self.listeners.get(&binding.listener) {
+            let current = self.listeners.get(&binding.listener);
+            let listener = match current {
                 Some(current) if !binding.uses(kind, name) => current.clone(),
-                _ => Arc::new(next.build_listener(binding)),
+                _ => Arc::new(next.build_listener(binding, current.map(Arc::as_ref))),
             };
             next.listeners.insert(binding.listener.clone(), listener);
         }
@@ -218,14 +221,21 @@ impl Snapshot {
                 .flatten();
             let listener = match unchanged {
                 Some(current) => current.clone(),
-                None => Arc::new(next.build_listener(binding)),
+                None => Arc::new(next.build_listener(
+                    binding,
+                    self.listeners.get(&binding.listener).map(Arc::as_ref),
+                )),
             };
             next.listeners.insert(binding.listener.clone(), listener);
         }
         next
     }
 
-    fn build_listener(&self, binding: &Binding) -> ListenerTls {
+    /// Builds a listener's material. The client verifier of `previous` is
+    /// reused when its CA entry and policy are unchanged: a new verifier
+    /// makes the listener drop resumption state, which a server certificate
+    /// renewal must not cause (only a CA or CRL change must, R4).
+    fn build_listener(&self, binding: &Binding, previous: Option<&ListenerTls>) -> ListenerTls {
         let mut missing = Vec::new();
         let certs: Vec<Arc<ServerCert>> = binding
             .certificates
@@ -241,10 +251,19 @@ impl Snapshot {
         let (client_auth, client_ca) = match &binding.client_auth {
             None => (None, None),
             Some(auth) => match self.cas.get(&auth.ca) {
-                Some(ca) => (
-                    Some(build_verifier(ca, &auth.policy).map_err(|err| err.to_string())),
-                    Some(ca.clone()),
-                ),
+                Some(ca) => {
+                    let reusable = previous.and_then(|p| {
+                        let same_ca = p.client_ca.as_ref().is_some_and(|old| Arc::ptr_eq(old, ca));
+                        let same_policy = p.client_auth_policy == Some(auth.policy);
+                        (same_ca && same_policy)
+                            .then(|| p.client_auth.clone())
+                            .flatten()
+                    });
+                    let verifier = reusable.unwrap_or_else(|| {
+                        build_verifier(ca, &auth.policy).map_err(|err| err.to_string())
+                    });
+                    (Some(verifier), Some(ca.clone()))
+                }
                 None => {
                     missing.push(auth.ca.clone());
                     (
@@ -262,6 +281,7 @@ impl Snapshot {
             sni: SniIndex::build(&certs),
             client_auth,
             client_ca,
+            client_auth_policy: binding.client_auth.as_ref().map(|a| a.policy),
             missing,
             revision: self.generation,
         }

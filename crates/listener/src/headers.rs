@@ -17,7 +17,8 @@ const CLIENTCERT_ISSUER: HeaderName = HeaderName::from_static("x-forwarded-clien
 const CLIENTCERT_SERIAL: HeaderName = HeaderName::from_static("x-forwarded-clientcert-serial");
 const CLIENTCERT_FINGERPRINT: HeaderName =
     HeaderName::from_static("x-forwarded-clientcert-fingerprint");
-const CLIENTCERT_VERIFY: HeaderName = HeaderName::from_static("x-forwarded-clientcert-clientverify");
+const CLIENTCERT_VERIFY: HeaderName =
+    HeaderName::from_static("x-forwarded-clientcert-clientverify");
 const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
 
 /// Headers only tlsgate may set: a client's copies are always removed, on
@@ -211,10 +212,19 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
-        h.insert("x-forwarded-clientcert-subjectdn", HeaderValue::from_static("CN=admin"));
-        h.insert("x-forwarded-clientcert-clientverify", HeaderValue::from_static("SUCCESS"));
+        h.insert(
+            "x-forwarded-clientcert-subjectdn",
+            HeaderValue::from_static("CN=admin"),
+        );
+        h.insert(
+            "x-forwarded-clientcert-clientverify",
+            HeaderValue::from_static("SUCCESS"),
+        );
         h.insert("client-cert", HeaderValue::from_static(":AAAA:"));
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("user-agent", HeaderValue::from_static("curl"));
         h
@@ -228,7 +238,13 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-port"], "443");
-        for gone in ["x-forwarded-clientcert-subjectdn", "x-forwarded-clientcert-clientverify", "client-cert", "connection", "x-secret"] {
+        for gone in [
+            "x-forwarded-clientcert-subjectdn",
+            "x-forwarded-clientcert-clientverify",
+            "client-cert",
+            "connection",
+            "x-secret",
+        ] {
             assert!(h.get(gone).is_none(), "{gone}");
         }
         assert_eq!(h["user-agent"], "curl");
@@ -245,7 +261,10 @@ mod tests {
 
     #[test]
     fn trust_is_by_cidr_and_handles_mapped_addresses() {
-        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+        let nets: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
         assert!(is_trusted("10.1.2.3".parse().unwrap(), &nets));
         assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &nets));
         assert!(is_trusted("2001:db8::1".parse().unwrap(), &nets));

@@ -88,7 +88,9 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let config: &ListenerConfig = &runtime.config;
     let (mut parts, body) = request.into_parts();
-    if headers::header_bytes(&parts.method, &parts.uri, &parts.headers) > config.limits.max_header_bytes {
+    if headers::header_bytes(&parts.method, &parts.uri, &parts.headers)
+        > config.limits.max_header_bytes
+    {
         return local_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "the request line and headers are larger than this listener allows (max_header_bytes)",
@@ -140,7 +142,7 @@ async fn forward(
                     runtime.pool.mark_connect_failure(lease.index());
                     tracing::warn!(listener = %config.name, backend = %address, %reason, "backend connect failed; trying another backend");
                     tried.push(lease.index());
-                    request = unsent;
+                    request = *unsent;
                 }
                 Err(SendError::Failed(reason)) => {
                     tracing::warn!(listener = %config.name, backend = %address, %reason, "backend request failed");

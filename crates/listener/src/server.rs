@@ -49,6 +49,9 @@ struct Shared {
     upstreams: Arc<Upstreams>,
     stats: Arc<ListenerStats>,
     connections: Arc<Semaphore>,
+    /// When the "cannot serve TLS" warning was last logged (unix seconds):
+    /// it would otherwise repeat for every connection while it lasts.
+    last_unusable_warning: std::sync::atomic::AtomicU64,
 }
 
 struct Running {
@@ -119,7 +122,9 @@ impl Server {
         let mut running = self.running.lock().await;
         let mut fresh: HashMap<String, TcpListener> = HashMap::new();
         for config in &configs {
-            let rebind = running.get(&config.name).is_none_or(|r| r.bind != config.bind);
+            let rebind = running
+                .get(&config.name)
+                .is_none_or(|r| r.bind != config.bind);
             if rebind {
                 let socket = bind(config.bind).map_err(|source| ServeError::Bind {
                     listener: config.name.clone(),
@@ -164,9 +169,13 @@ impl Server {
                 name: config.name.clone(),
                 tls: TlsConfigCache::new(config.name.clone(), self.store.clone()),
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-                runtime: ArcSwap::from_pointee(Runtime::new(config.clone(), previous.map(|p| p.as_ref()))),
+                runtime: ArcSwap::from_pointee(Runtime::new(
+                    config.clone(),
+                    previous.map(|p| p.as_ref()),
+                )),
                 upstreams: self.upstreams.clone(),
                 stats: Arc::new(ListenerStats::default()),
+                last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
             });
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(accept_loop(socket, shared.clone(), stopped));
@@ -294,7 +303,10 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
     }
     drop(socket);
     let drain = shared.runtime.load().config.timeouts.shutdown_drain;
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(listener = %shared.name, ?drain, "shutdown drain deadline reached; closing the remaining connections");
     }
 }
@@ -304,7 +316,9 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
     use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible, PeerMisbehaved};
     let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
         return match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => "client closed the connection during the handshake",
+            std::io::ErrorKind::UnexpectedEof => {
+                "client closed the connection during the handshake"
+            }
             _ => "connection error during the handshake",
         };
     };
@@ -321,17 +335,26 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
         ) => "client certificate not yet valid",
         Error::InvalidCertificate(
-            CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. },
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. },
         ) => "CRL expired (expired_crl = reject-all)",
         Error::InvalidCertificate(_) => "client certificate invalid",
+        // A pre-TLS 1.2 ClientHello lacks signature_algorithms, which rustls checks first.
+        Error::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired)
+        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered) => {
+            "client offers only TLS 1.0/1.1 (not supported: RFC 8996)"
+        }
         Error::PeerIncompatible(PeerIncompatible::SupportedVersionsExtensionRequired)
-        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered)
         | Error::PeerIncompatible(PeerIncompatible::Tls12NotOfferedOrEnabled)
         | Error::PeerIncompatible(PeerIncompatible::Tls13RequiredForQuic) => {
             "no shared protocol version (client offers only versions this policy refuses)"
         }
-        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => "no shared cipher suite",
-        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => "no shared key-exchange group",
+        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
+            "no shared cipher suite"
+        }
+        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => {
+            "no shared key-exchange group"
+        }
         Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
             "no shared signature scheme"
         }
@@ -343,7 +366,9 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
             "client does not trust the server certificate"
         }
         Error::AlertReceived(_) => "client sent an alert",
-        Error::InvalidMessage(_) | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
+        Error::NoApplicationProtocol => "no shared ALPN protocol (tlsgate speaks h2 and http/1.1)",
+        Error::InvalidMessage(_)
+        | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
             "not a TLS ClientHello (plain HTTP on the HTTPS port?)"
         }
         _ => "handshake failed",
@@ -358,7 +383,10 @@ async fn connection(
 ) {
     let runtime = shared.runtime.load_full();
     let config = &runtime.config;
-    let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(config.bind.port());
+    let local_port = stream
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(config.bind.port());
     let port = HeaderValue::from(local_port);
     let trusted = is_trusted(peer.ip(), &config.trusted_proxies);
     match &config.protocol {
@@ -378,13 +406,24 @@ async fn connection(
                 Ok(server_config) => server_config,
                 Err(reason) => {
                     // SECURITY: fail closed — no handshake without the configured TLS material.
-                    shared.stats.handshake_failed("listener has no usable TLS configuration");
-                    tracing::warn!(listener = %shared.name, client = %peer, %reason, "handshake refused");
+                    shared
+                        .stats
+                        .handshake_failed("listener has no usable TLS configuration");
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let last = shared
+                        .last_unusable_warning
+                        .swap(now, std::sync::atomic::Ordering::Relaxed);
+                    if now.saturating_sub(last) >= 10 {
+                        tracing::warn!(listener = %shared.name, client = %peer, %reason, "handshake refused (logged at most every 10 s)");
+                    }
                     return;
                 }
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-            let handshake = tokio::time::timeout(config.timeouts.handshake, acceptor.accept(stream)).await;
+            let handshake =
+                tokio::time::timeout(config.timeouts.handshake, acceptor.accept(stream)).await;
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(err)) => {
@@ -400,9 +439,9 @@ async fn connection(
                 }
             };
             let (_, session) = stream.get_ref();
-            shared.stats.handshake_ok(
-                session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-            );
+            shared
+                .stats
+                .handshake_ok(session.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
             let client_cert = match (&tls.mutual_auth, session.peer_certificates()) {
                 (None, _) => ClientCert::NotRequested,
                 (Some(_), Some([leaf, ..])) => ClientCertHeaders::from_der(leaf.as_ref())

@@ -26,7 +26,10 @@ impl ListenerStats {
     }
 
     pub(crate) fn handshake_failed(&self, reason: &'static str) {
-        let mut failures = self.handshake_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self
+            .handshake_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *failures.entry(reason).or_default() += 1;
     }
 

@@ -29,7 +29,7 @@ const MAX_IDLE_PER_BACKEND: usize = 256;
 pub(crate) enum SendError {
     /// Nothing reached the backend (connect refused, timed out, DNS): the
     /// request is returned and may go to another backend.
-    NotSent(String, Request<Incoming>),
+    NotSent(String, Box<Request<Incoming>>),
     /// The request was (partly) sent; it must not be replayed.
     Failed(String),
 }
@@ -109,7 +109,7 @@ impl Upstreams {
                 Some(sender) => sender,
                 None => match Self::connect(address, connect_timeout).await {
                     Ok(sender) => sender,
-                    Err(reason) => return Err(SendError::NotSent(reason, request)),
+                    Err(reason) => return Err(SendError::NotSent(reason, Box::new(request))),
                 },
             };
             match sender.try_send_request(request).await {
@@ -133,7 +133,7 @@ impl Upstreams {
                     Some(unsent) => {
                         return Err(SendError::NotSent(
                             format!("{address}: {}", err.error()),
-                            unsent,
+                            Box::new(unsent),
                         ));
                     }
                     None => return Err(SendError::Failed(format!("{address}: {}", err.error()))),

@@ -364,7 +364,7 @@ fn tls10_and_tls11_client_hellos_are_refused_with_recognisable_errors() {
     );
     assert_eq!(alert, 40, "handshake_failure");
     // With signature_algorithms, a legacy version field alone.
-    let (err, alert) = refuse_raw_hello(config.clone(), [3, 2], &[sig_algs.clone()]);
+    let (err, alert) = refuse_raw_hello(config.clone(), [3, 2], std::slice::from_ref(&sig_algs));
     assert_eq!(
         err,
         rustls::Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered)
@@ -574,7 +574,8 @@ async fn alpn_offers_h2_and_http11() {
     let fixture = Fixture::new(false);
     let cache = fixture.cache();
     let policy = builtin("tls12");
-    let cases: [(&[&'static [u8]], Option<&[u8]>); 4] = [
+    type Offer = &'static [&'static [u8]];
+    let cases: [(Offer, Option<&[u8]>); 4] = [
         (&[b"h2"], Some(b"h2")),
         (&[b"http/1.1"], Some(b"http/1.1")),
         // Both offered: the server's preference, h2.
