@@ -15,12 +15,10 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tlsgate_cert_store::{
-    CertificateName, ClientAuthMode, ClientAuthPolicy, Store, StoreConfig,
-};
+use tlsgate_cert_store::{CertificateName, ClientAuthMode, ClientAuthPolicy, Store, StoreConfig};
 use tlsgate_listener::{
-    BackendConfig, HealthCheckConfig, Limits, ListenerConfig, MutualAuth, Protocol,
-    SchedulerKind, Server, Timeouts, TlsPolicy, TlsSettings,
+    BackendConfig, HealthCheckConfig, Limits, ListenerConfig, MutualAuth, Protocol, SchedulerKind,
+    Server, Timeouts, TlsPolicy, TlsSettings,
 };
 use tokio::net::TcpListener;
 
@@ -54,7 +52,8 @@ pub fn run(args: &DemoArgs) -> ExitCode {
 
 fn write(path: &Path, content: &str, secret: bool) -> Result<()> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -71,11 +70,15 @@ fn write(path: &Path, content: &str, secret: bool) -> Result<()> {
 
 /// A demo backend: answers every request with who asked and how.
 async fn backend(number: usize) -> Result<SocketAddr> {
-    let socket = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a demo backend")?;
+    let socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a demo backend")?;
     let address = socket.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = socket.accept().await else { continue };
+            let Ok((stream, _)) = socket.accept().await else {
+                continue;
+            };
             let service = service_fn(move |request: Request<hyper::body::Incoming>| async move {
                 let header = |name: &str| {
                     request
@@ -122,8 +125,16 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     let store_dir = root.join("store");
     // Leaf then CA, like a private CA's fullchain.pem.
     let chain = format!("{}{}", pki.server.cert, pki.ca);
-    write(&store_dir.join("server/demo-server/cert.pem"), &chain, false)?;
-    write(&store_dir.join("server/demo-server/key.pem"), &pki.server.key, true)?;
+    write(
+        &store_dir.join("server/demo-server/cert.pem"),
+        &chain,
+        false,
+    )?;
+    write(
+        &store_dir.join("server/demo-server/key.pem"),
+        &pki.server.key,
+        true,
+    )?;
     write(&store_dir.join("ca/demo-ca/ca.pem"), &pki.ca, false)?;
     write(&root.join("ca.pem"), &pki.ca, false)?;
     write(&root.join("client.pem"), &pki.client.cert, false)?;
@@ -182,21 +193,47 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "tlsgate demo is running (Ctrl-C to stop)")?;
     writeln!(out)?;
-    writeln!(out, "  listener  {url}  (mutual TLS required; client CA \"demo-ca\")")?;
-    writeln!(out, "  backends  {} (round robin, health-checked)", backend_list.join(", "))?;
-    writeln!(out, "  files     {d}/  (throwaway PKI and store; deleted on exit)")?;
+    writeln!(
+        out,
+        "  listener  {url}  (mutual TLS required; client CA \"demo-ca\")"
+    )?;
+    writeln!(
+        out,
+        "  backends  {} (round robin, health-checked)",
+        backend_list.join(", ")
+    )?;
+    writeln!(
+        out,
+        "  files     {d}/  (throwaway PKI and store; deleted on exit)"
+    )?;
     writeln!(out)?;
     writeln!(out, "Try it (run these in another terminal):")?;
-    writeln!(out, "  curl --cacert {d}/ca.pem --cert {d}/client.pem --key {d}/client.key {url}")?;
-    writeln!(out, "  curl --cacert {d}/ca.pem --cert {d}/client.pem --key {d}/client.key --http2 {url}hello?again=1")?;
+    writeln!(
+        out,
+        "  curl --cacert {d}/ca.pem --cert {d}/client.pem --key {d}/client.key {url}"
+    )?;
+    writeln!(
+        out,
+        "  curl --cacert {d}/ca.pem --cert {d}/client.pem --key {d}/client.key --http2 {url}hello?again=1"
+    )?;
     writeln!(out)?;
-    writeln!(out, "And see it refuse a client without a certificate (curl exits non-zero):")?;
+    writeln!(
+        out,
+        "And see it refuse a client without a certificate (curl exits non-zero):"
+    )?;
     writeln!(out, "  curl --cacert {d}/ca.pem {url}")?;
     writeln!(out)?;
     writeln!(out, "The TLS details, as openssl sees them:")?;
-    writeln!(out, "  openssl s_client -connect localhost:{} -CAfile {d}/ca.pem -cert {d}/client.pem -key {d}/client.key -brief </dev/null", address.port())?;
+    writeln!(
+        out,
+        "  openssl s_client -connect localhost:{} -CAfile {d}/ca.pem -cert {d}/client.pem -key {d}/client.key -brief </dev/null",
+        address.port()
+    )?;
     writeln!(out)?;
-    writeln!(out, "Hot swap: put a new cert.pem + key.pem in {d}/store/server/demo-server/ — it is live within a second, no restart.")?;
+    writeln!(
+        out,
+        "Hot swap: put a new cert.pem + key.pem in {d}/store/server/demo-server/ — it is live within a second, no restart."
+    )?;
     out.flush()?;
     drop(out);
 
@@ -225,4 +262,3 @@ async fn wait_for_stop() {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
 }
-

@@ -3,7 +3,7 @@
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
 
 /// A certificate with its key, as PEM.
@@ -26,8 +26,12 @@ pub struct DemoPki {
 
 fn params(common_name: &str, days: i64) -> CertificateParams {
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::OrganizationName, "tlsgate demo");
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "tlsgate demo");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(days);
