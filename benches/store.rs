@@ -8,14 +8,15 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tlsgate_cert_store::{Binding, CertKind, CertificateName, Store, StoreConfig};
 use tlsgate_test_pki::{KeyKind, TestPki, Validity};
 
 /// Fills `dir` with `count` server certificate folders `c0`, `c1`, … Real,
 /// distinct certificates are cycled (100 of them), because generating 10,000
 /// certificates would dominate the run; validation cost is the same.
-fn fill(dir: &Path, count: usize) {
+/// Returns the (cert, key) PEM pairs used.
+fn fill(dir: &Path, count: usize) -> Vec<(String, String)> {
     let pki = TestPki::now_real();
     let root = pki.root("Bench Root", KeyKind::EcdsaP256);
     let issued: Vec<(String, String)> = (0..100)
@@ -38,6 +39,7 @@ fn fill(dir: &Path, count: usize) {
         fs::write(folder.join("cert.pem"), cert).unwrap();
         fs::write(folder.join("key.pem"), key).unwrap();
     }
+    issued
 }
 
 fn open(dir: &Path) -> Arc<Store> {
@@ -62,13 +64,27 @@ fn snapshot_build(c: &mut Criterion) {
 
 fn reload_one(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), 10_000);
+    let versions = fill(dir.path(), 10_000);
+    let folder = dir.path().join("server").join("c4242");
+    // Each iteration loads a different version than the live one, so the
+    // store really re-validates and republishes (identical bytes are skipped).
+    let mut flip = 0usize;
+    let mut next_version = || {
+        flip += 1;
+        let (cert, key) = &versions[flip % 2];
+        fs::write(folder.join("cert.pem"), cert).unwrap();
+        fs::write(folder.join("key.pem"), key).unwrap();
+    };
     let store = open(dir.path());
     assert_eq!(store.snapshot().count(CertKind::Server), 10_000);
     let mut group = c.benchmark_group("store_reload_one_of_10000");
     group.throughput(Throughput::Elements(1));
     group.bench_function("unbound", |b| {
-        b.iter(|| store.reload_folder(CertKind::Server, black_box("c4242")));
+        b.iter_batched(
+            &mut next_version,
+            |()| store.reload_folder(CertKind::Server, black_box("c4242")),
+            BatchSize::PerIteration,
+        );
     });
     // Worst case: one listener serves all 10,000, so its SNI index is rebuilt.
     store.set_bindings(vec![Binding {
@@ -79,8 +95,14 @@ fn reload_one(c: &mut Criterion) {
         client_auth: None,
     }]);
     group.bench_function("listener_with_all_10000", |b| {
-        b.iter(|| store.reload_folder(CertKind::Server, black_box("c4242")));
+        b.iter_batched(
+            &mut next_version,
+            |()| store.reload_folder(CertKind::Server, black_box("c4242")),
+            BatchSize::PerIteration,
+        );
     });
+    let reloads = store.counters().successes();
+    assert!(reloads > 10_000, "reloads really happened: {reloads}");
     group.finish();
 }
 
