@@ -125,9 +125,10 @@ async fn forward(
                         "no healthy backend is available for this listener",
                     )
                 } else {
+                    // Each refusal took its backend out: none is healthy now.
                     local_response(
-                        StatusCode::BAD_GATEWAY,
-                        "every backend refused the connection",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "every backend refused the connection; no healthy backend is available",
                     )
                 };
             };

@@ -270,6 +270,8 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
+    // Past the drain deadline, connections still open are closed.
+    let (close_now, closing) = watch::channel(false);
     loop {
         // Past max_connections, stop accepting: new clients queue in the backlog.
         let permit = tokio::select! {
@@ -294,9 +296,14 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let watcher = graceful.watcher();
+        let mut closing = closing.clone();
         tokio::spawn(async move {
             shared.stats.connection_opened();
-            connection(stream, peer, &shared, watcher).await;
+            tokio::select! {
+                () = connection(stream, peer, &shared, watcher) => {}
+                // Dropping the connection future closes the socket.
+                _ = closing.wait_for(|close| *close) => {}
+            }
             shared.stats.connection_closed();
             drop(permit);
         });
@@ -308,6 +315,7 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
         .is_err()
     {
         tracing::warn!(listener = %shared.name, ?drain, "shutdown drain deadline reached; closing the remaining connections");
+        let _ = close_now.send(true);
     }
 }
 
@@ -496,6 +504,10 @@ async fn serve<IO>(
         .timer(TokioTimer::new())
         .header_read_timeout(config.timeouts.client_idle)
         .max_buf_size(buffer)
+        // hyper's default cap of 100 header lines would answer 431 before
+        // our byte limit (R13 limits bytes only); a header line is at least
+        // 4 bytes ("a:\r\n"), so this cap can never bind first.
+        .max_headers(config.limits.max_header_bytes / 4 + 1)
         .keep_alive(true);
     builder
         .http2()

@@ -1,0 +1,626 @@
+//! End to end, the forwarding side of a listener with real clients and real
+//! backends (R10–R13): scheduling, active and passive health, forwarded
+//! headers a client cannot forge, header limits and the request timeout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use tlsgate_cert_store::ClientAuthMode;
+use tlsgate_listener::{HealthCheckConfig, SchedulerKind};
+
+const H2: &[u8] = b"h2";
+const HTTP11: &[u8] = b"http/1.1";
+
+/// Backends that answered `count` requests on one keep-alive connection, in order.
+async fn sequence(client: &mut Client, count: usize) -> Vec<String> {
+    let mut answered = Vec::new();
+    for i in 0..count {
+        let response = within("request", STEP, client.get(&format!("/{i}"), &[]))
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{response:?}");
+        answered.push(response.echo().backend);
+    }
+    answered
+}
+
+fn count(answered: &[String], backend: &str) -> usize {
+    answered.iter().filter(|b| *b == backend).count()
+}
+
+fn fast_checks() -> HealthCheckConfig {
+    HealthCheckConfig {
+        path: "/healthz".into(),
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(500),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        ..HealthCheckConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling (R10)
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_alternates_per_request() {
+    let fx = Fixture::new();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&a, &b])],
+    )
+    .await;
+    // One connection: scheduling is per request, not per connection.
+    for alpn in [HTTP11, H2] {
+        let mut client = within(
+            "connect",
+            STEP,
+            Client::connect(addr, fx.client_config(None, &[alpn])),
+        )
+        .await
+        .unwrap();
+        let answered = sequence(&mut client, 8).await;
+        assert_eq!(
+            (count(&answered, "a"), count(&answered, "b")),
+            (4, 4),
+            "{answered:?}"
+        );
+        assert!(
+            answered.windows(2).all(|pair| pair[0] != pair[1]),
+            "rr alternates: {answered:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_round_robin_follows_weights_and_weight_zero_gets_nothing() {
+    let fx = Fixture::new();
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&a, &b, &c]);
+    config.scheduler = SchedulerKind::WeightedRoundRobin;
+    for (backend, weight) in config.backends.iter_mut().zip([1, 3, 0]) {
+        backend.weight = weight;
+    }
+    let mut rr = listener("rr", https(&[WWW], "tls12", None), &[&a, &c]);
+    rr.backends[1].weight = 0;
+    let (server, addr) = start(&fx.store, vec![config, rr]).await;
+
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+    let answered = sequence(&mut client, 40).await;
+    assert_eq!(
+        (
+            count(&answered, "a"),
+            count(&answered, "b"),
+            count(&answered, "c")
+        ),
+        (10, 30, 0),
+        "{answered:?}"
+    );
+    // Smooth: b never gets more than three in a row.
+    assert!(
+        answered
+            .windows(4)
+            .all(|w| w.iter().any(|backend| backend != "b")),
+        "{answered:?}"
+    );
+
+    // Weight 0 under rr too.
+    let rr_addr = server.local_addr("rr").await.unwrap();
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(rr_addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+    let answered = sequence(&mut client, 6).await;
+    assert_eq!(count(&answered, "a"), 6, "{answered:?}");
+    assert_eq!(c.served(), 0, "a weight-0 backend gets no request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_least_connections_avoids_the_busy_backend() {
+    let fx = Fixture::new();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&a, &b]);
+    config.scheduler = SchedulerKind::WeightedLeastConnections;
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let client = fx.client_config(None, &[HTTP11]);
+    let (mut to_a, mut to_b) = (a.arrivals(), b.arrivals());
+
+    let slow = tokio::spawn(get(addr, client.clone(), "/delay/800", &[]));
+    let busy = within("the slow request arriving", STEP, async {
+        tokio::select! {
+            _ = to_a.recv() => "a",
+            _ = to_b.recv() => "b",
+        }
+    })
+    .await;
+    let idle = if busy == "a" { "b" } else { "a" };
+    let backends = server.backends(WEB).await;
+    assert_eq!(
+        backends.iter().map(|b| b.3).sum::<usize>(),
+        1,
+        "one request in flight: {backends:?}"
+    );
+    for _ in 0..4 {
+        let echo = get_ok(addr, client.clone(), "/fast", &[]).await;
+        assert_eq!(
+            echo.backend, idle,
+            "wlc sends new requests to the idle backend"
+        );
+    }
+    let response = within("the slow request", STEP, slow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.echo().backend, busy);
+}
+
+// ---------------------------------------------------------------------------
+// Health (R11, R13)
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_failing_its_active_check_is_skipped_after_the_threshold() {
+    let fx = Fixture::new();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&a, &b]);
+    config.health_check = Some(fast_checks());
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+    let answered = sequence(&mut client, 4).await;
+    assert_eq!(count(&answered, "b"), 2, "both start healthy: {answered:?}");
+
+    b.set_health(503);
+    wait_backends(
+        &server,
+        WEB,
+        "b unhealthy after two failed checks",
+        |list| !healthy(list, &b.address()) && healthy(list, &a.address()),
+    )
+    .await;
+    let served_by_b = b.served();
+    let answered = sequence(&mut client, 10).await;
+    assert_eq!(count(&answered, "a"), 10, "{answered:?}");
+    assert_eq!(b.served(), served_by_b);
+
+    // And back after two good checks.
+    b.set_health(200);
+    wait_backends(&server, WEB, "b healthy again", |list| {
+        healthy(list, &b.address())
+    })
+    .await;
+    let answered = sequence(&mut client, 4).await;
+    assert_eq!(count(&answered, "b"), 2, "{answered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusing_connections_is_taken_out_at_once_and_the_request_retried() {
+    let fx = Fixture::new();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    // No active checks: only the passive check can notice.
+    let (server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&a, &b])],
+    )
+    .await;
+    let config = fx.client_config(None, &[HTTP11]);
+    for _ in 0..4 {
+        get_ok(addr, config.clone(), "/warm", &[]).await;
+    }
+    assert_eq!((a.served(), b.served()), (2, 2));
+
+    b.stop().await;
+    // rr picks b for one of the next two requests: its connect is refused,
+    // the request goes to a, and b is out from then on.
+    // POST with a body: a refused connect sent nothing, so any method is retried.
+    for i in 0..2 {
+        let body = format!("order {i}");
+        let response = within("POST", STEP, Client::connect(addr, config.clone()))
+            .await
+            .unwrap()
+            .request(
+                http::Method::POST,
+                "/after-stop",
+                &[],
+                bytes::Bytes::from(body.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{response:?}");
+        let echo = response.echo();
+        assert_eq!((echo.backend.as_str(), echo.method.as_str()), ("a", "POST"));
+        assert_eq!(echo.body, body);
+    }
+    let backends = server.backends(WEB).await;
+    assert!(
+        !healthy(&backends, &b.address()),
+        "passive check: out at once, no threshold: {backends:?}"
+    );
+    for _ in 0..6 {
+        let echo = get_ok(addr, config.clone(), "/later", &[]).await;
+        assert_eq!(echo.backend, "a");
+    }
+    assert_eq!(a.served(), 2 + 2 + 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_backend_down_the_client_gets_503_fast() {
+    let fx = Fixture::new();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (c, d) = (Backend::start("c").await, Backend::start("d").await);
+    let mut checked = listener(WEB, https(&[WWW], "tls12", None), &[&a, &b]);
+    checked.health_check = Some(fast_checks());
+    let passive = listener("passive", https(&[WWW], "tls12", None), &[&c, &d]);
+    let (server, addr) = start(&fx.store, vec![checked, passive]).await;
+    let passive_addr = server.local_addr("passive").await.unwrap();
+
+    for backend in [&a, &b, &c, &d] {
+        backend.stop().await;
+    }
+
+    // Active checks found them all down.
+    wait_backends(&server, WEB, "a and b unhealthy", |list| {
+        list.iter().all(|(_, _, healthy, _)| !healthy)
+    })
+    .await;
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = within("request", STEP, client.get("/", &[])).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(
+            response.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{response:?}"
+        );
+        assert!(took < Duration::from_millis(300), "503 took {took:?}");
+    }
+
+    // Passive only: the first request finds out (and must still answer at
+    // once, with 502 or 503); the next ones get 503 without trying.
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(passive_addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        let started = Instant::now();
+        let response = within("request", STEP, client.get("/", &[])).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(300),
+            "request {i} took {took:?}"
+        );
+        if i == 0 {
+            assert!(
+                [StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE]
+                    .contains(&response.status),
+                "{response:?}"
+            );
+        } else {
+            assert_eq!(
+                response.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{response:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Forwarded headers (R12)
+// ---------------------------------------------------------------------------
+
+/// Everything a client might try to forge.
+const FORGED: [(&str, &str); 10] = [
+    ("X-Forwarded-For", "6.6.6.6"),
+    ("X-Forwarded-For", "7.7.7.7"),
+    ("X-Forwarded-Proto", "gopher"),
+    ("X-Forwarded-Port", "1"),
+    (
+        "X-Forwarded-Clientcert-Subjectdn",
+        "CN=admin,O=tlsgate test",
+    ),
+    (
+        "X-Forwarded-Clientcert-Issuerdn",
+        "CN=corp client CA,O=tlsgate test",
+    ),
+    ("X-Forwarded-Clientcert-Serial", "01"),
+    ("X-Forwarded-Clientcert-Fingerprint", "00"),
+    ("X-Forwarded-Clientcert-Clientverify", "SUCCESS"),
+    ("Client-Cert", ":AAAA:"),
+];
+
+const CLIENTCERT_HEADERS: [&str; 5] = [
+    "x-forwarded-clientcert-subjectdn",
+    "x-forwarded-clientcert-issuerdn",
+    "x-forwarded-clientcert-serial",
+    "x-forwarded-clientcert-fingerprint",
+    "x-forwarded-clientcert-clientverify",
+];
+
+/// The headers every listener sets: one value each, the real ones.
+fn assert_forwarded(echo: &Echo, xff: &str, port: u16) {
+    assert_eq!(echo.all("x-forwarded-for"), [xff], "{echo:?}");
+    assert_eq!(echo.all("x-forwarded-proto"), ["https"], "{echo:?}");
+    assert_eq!(
+        echo.all("x-forwarded-port"),
+        [port.to_string().as_str()],
+        "{echo:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_headers_are_replaced_on_a_one_way_listener() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    // Even with the RFC 9440 header on, a one-way listener sends none.
+    config.rfc9440_client_cert = true;
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    for alpn in [HTTP11, H2] {
+        let echo = get_ok(addr, fx.client_config(None, &[alpn]), "/", &FORGED).await;
+        assert_forwarded(&echo, "127.0.0.1", addr.port());
+        for header in CLIENTCERT_HEADERS.iter().chain(&["client-cert"]) {
+            assert_eq!(echo.all(header), Vec::<&str>::new(), "{header} removed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_headers_are_replaced_on_a_mutual_auth_listener() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut required = listener(
+        WEB,
+        https(
+            &[WWW],
+            "tls12",
+            Some(mutual(CORP, ClientAuthMode::Required)),
+        ),
+        &[&backend],
+    );
+    required.rfc9440_client_cert = true;
+    let optional = listener(
+        "optional",
+        https(
+            &[WWW],
+            "tls12",
+            Some(mutual(CORP, ClientAuthMode::Optional)),
+        ),
+        &[&backend],
+    );
+    let (server, addr) = start(&fx.store, vec![required, optional]).await;
+    let optional_addr = server.local_addr("optional").await.unwrap();
+    let bob = fx.client_cert("bob");
+
+    for alpn in [HTTP11, H2] {
+        let echo = get_ok(addr, fx.client_config(Some(&bob), &[alpn]), "/", &FORGED).await;
+        assert_forwarded(&echo, "127.0.0.1", addr.port());
+        assert_eq!(
+            echo.all("x-forwarded-clientcert-subjectdn"),
+            ["CN=bob,O=tlsgate test"]
+        );
+        assert_eq!(
+            echo.all("x-forwarded-clientcert-issuerdn"),
+            ["CN=corp client CA,O=tlsgate test"]
+        );
+        assert_eq!(
+            echo.all("x-forwarded-clientcert-serial"),
+            [upper_hex(&bob.serial()).as_str()]
+        );
+        assert_eq!(
+            echo.all("x-forwarded-clientcert-fingerprint"),
+            [sha256_hex(bob.cert_der()).as_str()]
+        );
+        assert_eq!(echo.all("x-forwarded-clientcert-clientverify"), ["SUCCESS"]);
+        assert_eq!(echo.all("client-cert").len(), 1);
+        assert_ne!(echo.all("client-cert"), [":AAAA:"]);
+
+        // Optional mode without a certificate: NONE, and nothing forged survives.
+        let echo = get_ok(optional_addr, fx.client_config(None, &[alpn]), "/", &FORGED).await;
+        assert_forwarded(&echo, "127.0.0.1", optional_addr.port());
+        assert_eq!(echo.all("x-forwarded-clientcert-clientverify"), ["NONE"]);
+        for header in CLIENTCERT_HEADERS[..4].iter().chain(&["client-cert"]) {
+            assert_eq!(echo.all(header), Vec::<&str>::new(), "{header} removed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_keeps_its_x_forwarded_for() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut trusted = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    trusted.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let mut elsewhere = listener("elsewhere", https(&[WWW], "tls12", None), &[&backend]);
+    elsewhere.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    let (server, addr) = start(&fx.store, vec![trusted, elsewhere]).await;
+    let elsewhere_addr = server.local_addr("elsewhere").await.unwrap();
+    let config = fx.client_config(None, &[HTTP11]);
+
+    let echo = get_ok(
+        addr,
+        config.clone(),
+        "/",
+        &[
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Forwarded-Proto", "http"),
+        ],
+    )
+    .await;
+    assert_forwarded(&echo, "203.0.113.9, 127.0.0.1", addr.port());
+
+    // Two header lines are one list.
+    let echo = get_ok(addr, config.clone(), "/", &FORGED[..2]).await;
+    assert_forwarded(&echo, "6.6.6.6, 7.7.7.7, 127.0.0.1", addr.port());
+
+    // Trust is per CIDR: 127.0.0.1 is not in 10.0.0.0/8.
+    let echo = get_ok(elsewhere_addr, config, "/", &FORGED[..2]).await;
+    assert_forwarded(&echo, "127.0.0.1", elsewhere_addr.port());
+}
+
+// ---------------------------------------------------------------------------
+// Limits and timeouts (R13)
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_over_max_header_bytes_get_431() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    config.limits.max_header_bytes = 1024;
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+
+    // The limit is exact over the request line and header lines (R13):
+    // "GET / HTTP/1.1\r\n" (16) + "host: localhost\r\n" (17) + "x-pad: …\r\n" (9 + N).
+    let fits = 1024 - 16 - 17 - 9;
+    for (pad, expected) in [
+        (fits, StatusCode::OK),
+        (fits + 1, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    ] {
+        let value = "p".repeat(pad);
+        let response = get(
+            addr,
+            fx.client_config(None, &[HTTP11]),
+            "/",
+            &[("x-pad", &value)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status, expected, "{} header bytes", 42 + pad);
+    }
+
+    for alpn in [HTTP11, H2] {
+        let small = "s".repeat(300);
+        let echo = get_ok(
+            addr,
+            fx.client_config(None, &[alpn]),
+            "/",
+            &[("x-small", &small)],
+        )
+        .await;
+        assert_eq!(echo.one("x-small"), Some(small.as_str()));
+
+        let served = backend.served();
+        for size in [1100, 4000, 20_000] {
+            let big = "b".repeat(size);
+            let response = get(
+                addr,
+                fx.client_config(None, &[alpn]),
+                "/",
+                &[("x-big", &big)],
+            )
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{alpn:?} with a {size}-byte header: expected 431, got {}",
+                    describe(&*err)
+                )
+            });
+            assert_eq!(
+                response.status,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "{alpn:?} with a {size}-byte header: {response:?}"
+            );
+        }
+        assert_eq!(
+            backend.served(),
+            served,
+            "oversized requests never reach a backend"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_headers_under_max_header_bytes_are_accepted() {
+    // R13 limits request headers by size (max_header_bytes, default 64 KiB),
+    // not by count: 150 headers of ~10 bytes are ~1.5 KiB.
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let names: Vec<String> = (0..150).map(|i| format!("x-h{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    for alpn in [H2, HTTP11] {
+        let response = get(addr, fx.client_config(None, &[alpn]), "/", &headers)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{} with 150 small headers (~1.5 KiB, limit 64 KiB): {response:?}",
+            String::from_utf8_lossy(alpn)
+        );
+        assert_eq!(response.echo().all("x-h149"), ["v"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_slower_than_the_request_timeout_gets_504() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    config.timeouts.request = Duration::from_millis(300);
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+
+    let started = Instant::now();
+    let response = within("request", STEP, client.get("/delay/3000", &[]))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT, "{response:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "504 after the 300 ms timeout, not the backend's 3 s: {took:?}"
+    );
+
+    // A fast request on the same connection still works.
+    let response = within("request", STEP, client.get("/fast", &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::OK, "{response:?}");
+}
