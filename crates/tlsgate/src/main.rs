@@ -4,10 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod cert_cmd;
+mod check;
+mod config;
 mod demo;
 mod logging;
 mod pki;
+mod serve;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -23,8 +27,26 @@ struct Cli {
     command: Command,
 }
 
+/// The default config file (SPEC §5).
+const DEFAULT_CONFIG: &str = "config/tlsgate.toml";
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the data plane.
+    Serve {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Worker threads (default: the config's server.workers, else one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Validate the configuration and the certificate store it names; exit 0 or 1.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Show the whole product on this machine: throwaway PKI, two backends, an mTLS listener.
     Demo(demo::DemoArgs),
     /// Validate and convert certificates and keys.
@@ -35,6 +57,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config, workers } => {
+            logging::init(cli.log_format);
+            serve::run(&config, workers)
+        }
+        Command::CheckConfig { config } => check::run(&config),
         Command::Demo(args) => {
             logging::init(cli.log_format);
             demo::run(&args)

@@ -47,7 +47,10 @@ pub fn run(path: &Path, workers: Option<usize>) -> ExitCode {
         Ok(config) => config,
         Err(errors) => {
             print_config_errors(&errors);
-            eprintln!("tlsgate: not started: fix the configuration above (check it with `tlsgate check-config --config {}`)", path.display());
+            eprintln!(
+                "tlsgate: not started: fix the configuration above (check it with `tlsgate check-config --config {}`)",
+                path.display()
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -100,7 +103,8 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
 
     loop {
         #[cfg(unix)]
@@ -143,7 +147,10 @@ async fn reload(server: &Server, current: &mut Config, why: &str) {
             for error in &errors {
                 tracing::error!("{error}");
             }
-            tracing::error!(trigger = why, "configuration refused; the running configuration stays in force");
+            tracing::error!(
+                trigger = why,
+                "configuration refused; the running configuration stays in force"
+            );
             return;
         }
     };
@@ -170,7 +177,12 @@ async fn reload(server: &Server, current: &mut Config, why: &str) {
 fn watch_config(
     path: &Path,
     tx: mpsc::UnboundedSender<&'static str>,
-) -> Option<notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>> {
+) -> Option<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
     let folder: PathBuf = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -1,0 +1,414 @@
+//! The binary as operators run it: `tlsgate demo` and `tlsgate serve` as
+//! real processes on loopback, driven with curl and signals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tlsgate_test_pki::{KeyKind, TestPki, Validity};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tlsgate");
+
+fn need(tool: &str) {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    assert!(
+        found,
+        "this test needs `{tool}` (apt-get install {tool}); .ci/run installs it"
+    );
+}
+
+/// A child process killed (by PID) when the test ends, however it ends.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Waits (bounded) for a log/output line containing `needle`.
+    fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for a line with {needle:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn pump<R: std::io::Read + Send + 'static>(reader: R, tx: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("  | {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    pump(child.stdout.take().unwrap(), tx.clone());
+    let stderr: ChildStderr = child.stderr.take().unwrap();
+    pump(stderr, tx);
+    Proc { child, lines }
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_demo_prints_curl_commands_that_work() {
+    need("curl");
+    let demo = spawn(&["demo", "--bind", "127.0.0.1:0"]);
+    demo.wait_line("tlsgate demo is running");
+    let mut commands = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while commands.len() < 3 {
+        let line = demo
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the demo printed its curl commands");
+        if let Some(command) = line.trim_start().strip_prefix("curl ") {
+            commands.push(command.to_string());
+        }
+    }
+    // The first two are the mTLS requests; the third shows a refusal.
+    for command in &commands[..2] {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let out = curl(&args);
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "curl {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(body.contains("Hello from demo backend"), "{body}");
+        assert!(body.contains("CN=demo-client"), "{body}");
+        assert!(body.contains("verify: SUCCESS"), "{body}");
+    }
+    let args: Vec<&str> = commands[2].split_whitespace().collect();
+    let out = curl(&args);
+    assert!(
+        !out.status.success(),
+        "a client without a certificate must be refused"
+    );
+}
+
+/// A store, a config file and two backends for `serve` tests.
+struct Site {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    backends: Vec<SocketAddr>,
+}
+
+/// A tiny HTTP/1.1 backend on a thread: answers "backend N" after `delay`.
+fn backend(number: usize, delay: Duration) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buffer = [0u8; 8192];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = stream.read(&mut buffer) else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        std::thread::sleep(delay);
+                        let body = format!("backend {number}\n");
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(response.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+impl Site {
+    fn new(delay: Duration) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let pki = TestPki::now_real();
+        let root = pki.root("Serve Test Root", KeyKind::EcdsaP256);
+        let leaf = root.server(&["localhost"], KeyKind::EcdsaP256, Validity::Normal);
+        let server = path.join("certs/server/www");
+        fs::create_dir_all(&server).unwrap();
+        fs::write(
+            server.join("cert.pem"),
+            format!("{}{}", leaf.cert_pem(), root.cert().cert_pem()),
+        )
+        .unwrap();
+        fs::write(server.join("key.pem"), leaf.key().pkcs8_pem()).unwrap();
+        let ca = path.join("certs/ca/clients");
+        fs::create_dir_all(&ca).unwrap();
+        fs::write(ca.join("ca.pem"), root.cert().cert_pem()).unwrap();
+        fs::write(path.join("root.pem"), root.cert().cert_pem()).unwrap();
+        let client = root.client("alice", KeyKind::EcdsaP256, Validity::Normal);
+        fs::write(path.join("client.pem"), client.cert_pem()).unwrap();
+        fs::write(path.join("client.key"), client.key().pkcs8_pem()).unwrap();
+        let backends = vec![backend(1, delay), backend(2, delay)];
+        let site = Site {
+            _dir: dir,
+            path,
+            backends,
+        };
+        site.write_config(false);
+        site
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path.join("tlsgate.toml")
+    }
+
+    fn config_text(&self, mutual_auth: bool) -> String {
+        let mtls = if mutual_auth {
+            "\n[listener.mutual_auth]\nca = \"clients\"\nmode = \"required\"\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"[store]
+dir = "certs"
+
+[admin]
+bind = "127.0.0.1:0"
+
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "https"
+certificates = ["www"]
+{mtls}
+[[listener.backend]]
+address = "{}"
+
+[[listener.backend]]
+address = "{}"
+"#,
+            self.backends[0], self.backends[1]
+        )
+    }
+
+    /// Writes the config the way editors do: a temporary file and a rename.
+    fn write_config(&self, mutual_auth: bool) {
+        let tmp = self.path.join(".tlsgate.toml.tmp");
+        fs::write(&tmp, self.config_text(mutual_auth)).unwrap();
+        fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    fn serve(&self) -> (Proc, u16) {
+        let config = self.config_path();
+        let proc = spawn(&[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ]);
+        let line = proc.wait_line("\"serving\"");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let address: SocketAddr = value["address"].as_str().unwrap().parse().unwrap();
+        (proc, address.port())
+    }
+
+    fn get(&self, port: u16, with_client_cert: bool, path: &str) -> Output {
+        let url = format!("https://localhost:{port}{path}");
+        let root = self.path.join("root.pem");
+        let cert = self.path.join("client.pem");
+        let key = self.path.join("client.key");
+        let mut args = vec!["--cacert", root.to_str().unwrap()];
+        if with_client_cert {
+            args.extend([
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ]);
+        }
+        args.push(&url);
+        curl(&args)
+    }
+}
+
+fn ok_body(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
+    need("curl");
+    let site = Site::new(Duration::ZERO);
+    let (proc, port) = site.serve();
+    let first = ok_body(&site.get(port, false, "/"));
+    let second = ok_body(&site.get(port, false, "/"));
+    assert_ne!(first, second, "round robin alternates backends");
+
+    // A broken config is refused; the running one keeps serving.
+    fs::write(
+        site.config_path(),
+        "[[listener]]\nname = \"web\"\nbogus = 1\n",
+    )
+    .unwrap();
+    proc.wait_line("configuration refused");
+    ok_body(&site.get(port, false, "/"));
+
+    // Mutual auth on: new connections need a client certificate.
+    site.write_config(true);
+    proc.wait_line("configuration reloaded");
+    assert!(!site.get(port, false, "/").status.success());
+    let body = ok_body(&site.get(port, true, "/"));
+    assert!(body.starts_with("backend"), "{body}");
+
+    // SIGHUP reloads too: mutual auth off again.
+    fs::write(site.config_path(), site.config_text(false)).unwrap();
+    proc.signal("HUP");
+    proc.wait_line("configuration reloaded");
+    ok_body(&site.get(port, false, "/"));
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
+    need("curl");
+    let site = Site::new(Duration::from_millis(1500));
+    let (mut proc, port) = site.serve();
+    let url = format!("https://localhost:{port}/slow");
+    let root = site.path.join("root.pem");
+    let in_flight = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+            "--cacert",
+            root.to_str().unwrap(),
+            &url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The request is in flight once the backend holds it; then ask to stop.
+    std::thread::sleep(Duration::from_millis(500));
+    proc.signal("TERM");
+    let out = in_flight.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backend"));
+    assert!(proc.wait_exit().success());
+}
+
+#[test]
+fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
+    let site = Site::new(Duration::ZERO);
+    let good = Command::new(BIN)
+        .args([
+            "check-config",
+            "--config",
+            site.config_path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+
+    fs::remove_dir_all(site.path.join("certs/server/www")).unwrap();
+    let missing = Command::new(BIN)
+        .args([
+            "check-config",
+            "--config",
+            site.config_path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("CertificateNotFound"));
+
+    let bad_path = site.path.join("bad.toml");
+    fs::write(&bad_path, "[store]\ndir = \"certs\"\nunknown_key = true\n").unwrap();
+    let bad = Command::new(BIN)
+        .args(["check-config", "--config", bad_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("bad.toml:3"),
+        "the error names file and line: {stderr}"
+    );
+}
