@@ -27,7 +27,7 @@ pub use config::{
     SchedulerKind, Timeouts, TlsSettings, parse_duration,
 };
 pub use health::spawn_health_checks;
-pub use policy::{BuiltinPolicy, TlsPolicy};
+pub use policy::{BuiltinPolicy, TlsPolicy, builtin_names};
 pub use server::{ServeError, Server};
 pub use stats::ListenerStats;
 pub use tls::TlsConfigCache;

@@ -160,6 +160,12 @@ const NAMES: [(&str, &str, Option<&str>); 8] = [
     ),
 ];
 
+/// The names [`TlsPolicy::builtin`] knows: the built-in policies, then the
+/// legacy aliases, in the order messages list them.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    NAMES.iter().map(|(name, _, _)| *name)
+}
+
 /// A TLS security policy: protocol versions, cipher suites and key-exchange
 /// groups (R5, R6). Cheap to clone (one reference count).
 ///

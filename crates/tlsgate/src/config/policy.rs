@@ -15,20 +15,6 @@ use super::file::FileTlsPolicy;
 /// The policy a listener gets when it names none (R6).
 const DEFAULT_POLICY: &str = "tls12";
 
-/// Built-in policies and legacy aliases of SPEC R6, in the order messages
-/// list them. [`TlsPolicy::builtin`] decides what exists; this list only
-/// feeds messages, filtered through it.
-const BUILTIN_POLICY_NAMES: &[&str] = &[
-    "tls12",
-    "tls12_strict",
-    "tls13",
-    "tls_cipher_policy_1_0",
-    "tls_cipher_policy_1_1",
-    "tls_cipher_policy_1_2",
-    "tls_cipher_policy_1_2_strict",
-    "tls_cipher_policy_1_2_strict_with_1_3",
-];
-
 /// Custom policies by name (`[[tls_policy]]`), and how names resolve.
 pub(super) struct Policies {
     custom: BTreeMap<String, TlsPolicy>,
@@ -150,11 +136,9 @@ impl Policies {
     }
 }
 
-/// The built-in names that exist, quoted, for messages.
+/// The built-in names, quoted, for messages.
 fn builtin_names() -> Vec<String> {
-    BUILTIN_POLICY_NAMES
-        .iter()
-        .filter(|name| TlsPolicy::builtin(name).is_some())
+    tlsgate_listener::builtin_names()
         .map(|name| format!("{name:?}"))
         .collect()
 }
