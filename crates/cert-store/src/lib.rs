@@ -23,6 +23,7 @@ mod resolver;
 mod snapshot;
 mod store;
 mod watch;
+mod write;
 
 pub use client_auth::{
     ClientAuthMode, ClientAuthPolicy, CrlScope, ExpiredCrlPolicy, build_verifier,
@@ -39,3 +40,4 @@ pub use snapshot::{Binding, ClientAuthBinding, ListenerTls, Snapshot};
 pub use store::{ReloadCounters, Store, StoreConfig, StoreEvent};
 pub use tlsgate_validator::CertificateName;
 pub use watch::Watcher;
+pub use write::{Content, WriteMode};

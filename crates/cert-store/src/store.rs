@@ -49,7 +49,7 @@ impl StoreConfig {
         }
     }
 
-    fn limit(&self, kind: CertKind) -> usize {
+    pub(crate) fn limit(&self, kind: CertKind) -> usize {
         match kind {
             CertKind::Server => self.max_server_certificates,
             CertKind::Ca => self.max_ca_certificates,
@@ -125,6 +125,9 @@ impl ReloadCounters {
 /// relevant file, (length, mtime, inode) — following symlinks, so a
 /// Kubernetes `..data` swap changes it.
 type Stamp = Vec<Option<(u64, i128, u64)>>;
+
+/// The writer lock, held across a write and its reload.
+pub(crate) struct StateGuard<'a>(MutexGuard<'a, State>);
 
 /// Writer-side state; never touched by the handshake.
 #[derive(Debug, Default)]
@@ -244,6 +247,20 @@ impl Store {
         let _ = self.events.send(StoreEvent::BindingsChanged { generation });
     }
 
+    pub(crate) fn lock_state(&self) -> StateGuard<'_> {
+        StateGuard(self.lock())
+    }
+
+    /// Reloads one folder with the writer lock held; the refusal, if any.
+    pub(crate) fn reload_with(
+        &self,
+        state: &mut StateGuard<'_>,
+        kind: CertKind,
+        folder: &str,
+    ) -> Result<(), Error> {
+        self.reload_locked(&mut state.0, kind, folder)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves State consistent enough
         // (stamps are only a cache), so keep serving rather than poison.
@@ -274,7 +291,7 @@ impl Store {
             for folder in &present {
                 let stamp = stamp(kind, &kind_dir.join(folder));
                 if state.stamps.get(&(kind, folder.clone())) != Some(&stamp) {
-                    self.reload_locked(&mut state, kind, folder);
+                    let _ = self.reload_locked(&mut state, kind, folder);
                     reloaded += 1;
                 }
             }
@@ -297,7 +314,7 @@ impl Store {
                 }
             }
             for folder in gone {
-                self.reload_locked(&mut state, kind, &folder);
+                let _ = self.reload_locked(&mut state, kind, &folder);
                 reloaded += 1;
             }
         }
@@ -310,12 +327,12 @@ impl Store {
             return;
         }
         let mut state = self.lock();
-        self.reload_locked(&mut state, kind, folder);
+        let _ = self.reload_locked(&mut state, kind, folder);
     }
 
-    fn reload_locked(&self, state: &mut State, kind: CertKind, folder: &str) {
+    fn reload_locked(&self, state: &mut State, kind: CertKind, folder: &str) -> Result<(), Error> {
         let Some(name) = name_for_folder(folder) else {
-            return;
+            return Ok(());
         };
         let path = self.dir.join(kind.as_str()).join(folder);
         let stamp = stamp(kind, &path);
@@ -343,14 +360,9 @@ impl Store {
             Ok((entry::Loaded::Entry(entry), digest)) => {
                 let limit = self.config.limit(kind);
                 if !current.contains(kind, &name) && current.count(kind) >= limit {
-                    self.refuse(
-                        state,
-                        kind,
-                        &name,
-                        &Error::QuotaExceeded { kind, limit },
-                        &path,
-                    );
-                    return;
+                    let err = Error::QuotaExceeded { kind, limit };
+                    self.refuse(state, kind, &name, &err, &path);
+                    return Err(err);
                 }
                 log_warnings(kind, &name, &entry);
                 if let Entry::Ca(ca) = &entry {
@@ -399,8 +411,12 @@ impl Store {
                     });
                 }
             }
-            Err(err) => self.refuse(state, kind, &name, &err, &path),
+            Err(err) => {
+                self.refuse(state, kind, &name, &err, &path);
+                return Err(err);
+            }
         }
+        Ok(())
     }
 
     fn refuse(
