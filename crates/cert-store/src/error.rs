@@ -11,7 +11,7 @@ use crate::CertKind;
 #[non_exhaustive]
 pub enum Error {
     /// The content of a certificate folder failed validation.
-    #[error("{kind} certificate {name:?} in {}: {}", folder.display(), join(findings))]
+    #[error("{kind} certificate \"{name}\" in {}: {}", folder.display(), join(findings))]
     Invalid {
         /// Server or CA.
         kind: CertKind,
@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// No certificate of that name.
     #[error(
-        "there is no {kind} certificate named {name:?}; `tlsgate cert list` shows the names in the store"
+        "there is no {kind} certificate named \"{name}\"; `tlsgate cert list` shows the names in the store"
     )]
     NotFound {
         /// Server or CA.
@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// A certificate of that name exists already.
     #[error(
-        "a {kind} certificate named {name:?} exists already; replace it with PUT, or pick another name"
+        "a {kind} certificate named \"{name}\" exists already; replace it with PUT, or pick another name"
     )]
     AlreadyExists {
         /// Server or CA.
@@ -43,7 +43,7 @@ pub enum Error {
         name: CertificateName,
     },
     /// Listeners still use the certificate.
-    #[error("{kind} certificate {name:?} is used by listener(s) {}; re-point them first (POST /v1/certificates/NAME/replace)", listeners.join(", "))]
+    #[error("{kind} certificate \"{name}\" is used by listener(s) {}; re-point them first (POST /v1/certificates/NAME/replace)", listeners.join(", "))]
     InUse {
         /// Server or CA.
         kind: CertKind,

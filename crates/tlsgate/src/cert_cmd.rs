@@ -1,5 +1,12 @@
 //! `tlsgate cert check` and `tlsgate cert convert` (SPEC §5): read files,
-//! call the validator, print the verdict, write canonical PEM.
+//! call the validator, print the verdict, write canonical PEM. The admin
+//! API's client commands (`upload`, `list`, `show`, `delete`, `replace`)
+//! live in [`cert_client`].
+
+// Declared here rather than in main.rs so the client stays with the other
+// `cert` subcommands; the path keeps the file next to this one.
+#[path = "cert_client.rs"]
+mod cert_client;
 
 use std::fs;
 use std::io::Write as _;
@@ -27,6 +34,16 @@ pub enum CertCommand {
     Check(CheckArgs),
     /// Convert DER / PKCS#7 / PKCS#12 / messy PEM into canonical PEM (leaf first) and a PKCS#8 key.
     Convert(ConvertArgs),
+    /// Upload a certificate to the running server through the admin API (or replace its content with --replace).
+    Upload(cert_client::UploadArgs),
+    /// List the certificates in the running server's store.
+    List(cert_client::ListArgs),
+    /// Show one certificate's metadata (never its private key).
+    Show(cert_client::ShowArgs),
+    /// Delete a certificate that no listener uses.
+    Delete(cert_client::DeleteArgs),
+    /// Re-point every listener from one certificate to another.
+    Replace(cert_client::ReplaceArgs),
 }
 
 /// Arguments of `cert check`.
@@ -80,6 +97,12 @@ pub fn run(command: CertCommand) -> ExitCode {
     let result = match command {
         CertCommand::Check(args) => check(&args),
         CertCommand::Convert(args) => convert(&args),
+        // The admin client maps its own failures to exit codes (1 refused, 2 unreachable).
+        CertCommand::Upload(args) => return cert_client::upload(&args),
+        CertCommand::List(args) => return cert_client::list(&args),
+        CertCommand::Show(args) => return cert_client::show(&args),
+        CertCommand::Delete(args) => return cert_client::delete(&args),
+        CertCommand::Replace(args) => return cert_client::replace(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -7,11 +7,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use notify::RecursiveMode;
 use tlsgate_cert_store::{Store, StoreConfig};
 use tlsgate_listener::Server;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
+use crate::admin::{self, AppState};
 use crate::config::{self, Config, ConfigError};
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
@@ -64,10 +67,39 @@ pub fn run(path: &Path, workers: Option<usize>) -> ExitCode {
     runtime.block_on(serve(config))
 }
 
+/// Reads the admin bearer token; one trailing newline is not part of it.
+fn read_token(path: &Path) -> Result<Vec<u8>, String> {
+    let mut token = std::fs::read(path)
+        .map_err(|e| format!("cannot read admin.token_file {}: {e}", path.display()))?;
+    while token.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        token.pop();
+    }
+    if token.is_empty() {
+        return Err(format!(
+            "admin.token_file {} is empty; put a long random token in it (e.g. `openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
 async fn serve(config: Config) -> ExitCode {
     for note in &config.notes {
         tracing::warn!("{note}");
     }
+    let token = match config
+        .admin
+        .token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()
+    {
+        Ok(token) => token,
+        Err(message) => {
+            eprintln!("tlsgate: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(err) => {
@@ -87,12 +119,31 @@ async fn serve(config: Config) -> ExitCode {
         eprintln!("tlsgate: {err}");
         return ExitCode::FAILURE;
     }
+    let admin_bind = config.admin.bind;
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
+    let _config_watcher = watch_config(&config.path, reload_tx.clone());
+    let current = Arc::new(Mutex::new(config));
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        server: server.clone(),
+        config: current.clone(),
+        token,
+        ready: AtomicBool::new(false),
+    });
+    let _admin = match admin::start(state.clone(), admin_bind).await {
+        Ok((address, task)) => {
+            tracing::info!(%address, "admin API listening");
+            task
+        }
+        Err(err) => {
+            eprintln!("tlsgate: cannot bind the admin API on {admin_bind}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     for (name, address) in server.listeners().await {
         tracing::info!(listener = %name, %address, "serving");
     }
-    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
-    let _config_watcher = watch_config(&config.path, reload_tx.clone());
-    let mut current = config;
+    state.ready.store(true, Ordering::Relaxed);
 
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -127,12 +178,13 @@ async fn serve(config: Config) -> ExitCode {
         let term = std::future::pending::<Option<()>>();
 
         tokio::select! {
-            _ = hup => reload(&server, &mut current, "SIGHUP").await,
-            Some(why) = reload_rx.recv() => reload(&server, &mut current, why).await,
+            _ = hup => reload(&server, &current, "SIGHUP").await,
+            Some(why) = reload_rx.recv() => reload(&server, &current, why).await,
             _ = term => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    state.ready.store(false, Ordering::Relaxed);
     tracing::info!("shutting down: no new connections; in-flight requests may finish");
     server.shutdown().await;
     tracing::info!("stopped");
@@ -140,7 +192,9 @@ async fn serve(config: Config) -> ExitCode {
 }
 
 /// Re-reads the config; a bad one is refused and the running one kept.
-async fn reload(server: &Server, current: &mut Config, why: &str) {
+/// The lock serialises reloads with the admin API's config rewrites.
+async fn reload(server: &Server, current: &Mutex<Config>, why: &str) {
+    let mut current = current.lock().await;
     let next = match config::load(&current.path) {
         Ok(next) => next,
         Err(errors) => {
