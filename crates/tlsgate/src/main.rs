@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
+mod ca;
 mod cert_cmd;
 mod check;
 mod config;
@@ -52,6 +54,9 @@ enum Command {
     /// Validate and convert certificates and keys.
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
+    /// A small CA for mutual authentication: init, issue, revoke, crl.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +72,6 @@ fn main() -> ExitCode {
             demo::run(&args)
         }
         Command::Cert(command) => cert_cmd::run(command),
+        Command::Ca(command) => ca::run(command),
     }
 }
