@@ -140,10 +140,10 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    state.ready.store(true, Ordering::Relaxed);
     for (name, address) in server.listeners().await {
         tracing::info!(listener = %name, %address, "serving");
     }
-    state.ready.store(true, Ordering::Relaxed);
 
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {

@@ -6,7 +6,8 @@
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -78,19 +79,30 @@ fn parse_kind(raw: Option<&str>) -> Result<Option<CertKind>, ApiError> {
     }
 }
 
-/// Maps a body that could not be read as JSON to the API's error shape.
-pub(super) fn body_error(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let mut error = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new("InvalidParameter", "the request body is larger than 1 MiB")
-    } else {
+/// Reads a JSON request body. Any Content-Type is accepted (plain
+/// `curl -d` sends a form type); anything malformed is a 400
+/// `InvalidParameter` (SPEC §6), an oversized body a 413.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let mut error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new("InvalidParameter", "the request body is larger than 1 MiB")
+        } else {
+            ApiError::new(
+                "InvalidParameter",
+                format!("the request body cannot be read: {}", rejection.body_text()),
+            )
+        };
+        error.status = Some(rejection.status());
+        error
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             "InvalidParameter",
-            format!("the request body is not valid: {}", rejection.body_text()),
+            format!("the request body is not the expected JSON: {e}"),
         )
-    };
-    error.status = Some(status);
-    error
+    })
 }
 
 fn decode(
@@ -373,9 +385,9 @@ async fn write(
 /// `POST /v1/certificates`
 pub async fn create(
     State(state): State<Shared>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(body_error)?;
+    let body: CreateBody = json_body(body)?;
     let name = parse_name(&body.name)?;
     let kind = parse_kind(body.kind.as_deref())?.unwrap_or(CertKind::Server);
     let (described, _) = write(&state, name, kind, body.content, WriteMode::Create).await?;
@@ -387,9 +399,9 @@ pub async fn replace(
     State(state): State<Shared>,
     Path(raw): Path<String>,
     Query(query): Query<KindQuery>,
-    body: Result<Json<ContentBody>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(body_error)?;
+    let body: ContentBody = json_body(body)?;
     let name = parse_name(&raw)?;
     let kind = resolve(&state, &name, parse_kind(query.kind.as_deref())?)?;
     let (described, _) = write(&state, name, kind, body, WriteMode::Replace).await?;

@@ -9,7 +9,8 @@ use std::io::Write as _;
 use std::path::Path;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -17,7 +18,7 @@ use serde_json::json;
 use tlsgate_cert_store::{CertKind, CertificateName};
 use toml_edit::{DocumentMut, Value};
 
-use super::certs::body_error;
+use super::certs::json_body;
 use super::{ApiError, Shared};
 use crate::config;
 
@@ -125,9 +126,9 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 pub async fn replace_many(
     State(state): State<Shared>,
     UrlPath(raw): UrlPath<String>,
-    body: Result<Json<ReplaceBody>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(body_error)?;
+    let body: ReplaceBody = json_body(body)?;
     let parse =
         |raw: &str| CertificateName::parse(raw).map_err(|e| ApiError::new(e.code(), e.message()));
     let from = parse(&raw)?;
