@@ -420,10 +420,15 @@ fn issued_clients_get_in_and_a_revoked_one_is_refused_within_a_second_and_cannot
         "{}",
         text(&out.stdout)
     );
+    // Under TLS 1.3 the alert follows curl's own Finished, so curl sometimes
+    // sees the closed socket before it reads the alert; the poll above has
+    // already seen "certificate revoked" itself.
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("certificate revoked"),
-        "curl reports the TLS alert: {}",
-        text(&out.stderr)
+        stderr.contains("certificate revoked")
+            || stderr.contains("(55)")
+            || stderr.contains("(56)"),
+        "curl reports the refusal: {stderr}"
     );
     assert_served(&site.get(port, "bob"), "bob, not revoked,");
 
