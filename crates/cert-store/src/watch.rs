@@ -107,7 +107,10 @@ impl Store {
                     match rx.recv_timeout(wait) {
                         Ok(Ok(events)) => {
                             let mut work = Work::default();
-                            for event in &events {
+                            // Opening and reading a file is an event too
+                            // (inotify's IN_OPEN/IN_CLOSE_NOWRITE): the reload's
+                            // own reads must not trigger another reload.
+                            for event in events.iter().filter(|e| !e.kind.is_access()) {
                                 for path in &event.paths {
                                     classify(store.dir(), path, &mut work);
                                 }

@@ -338,6 +338,9 @@ fn write_file(path: &Path, content: &[u8], secret: bool) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // Writing straight into a store folder (STORE/server/NAME/) that does
+    // not exist yet is how a certificate is installed before first start.
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file_name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;

@@ -9,9 +9,11 @@ mod cert_cmd;
 mod check;
 mod config;
 mod demo;
+mod healthcheck;
 mod logging;
 mod pki;
 mod serve;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +59,8 @@ enum Command {
     /// A small CA for mutual authentication: init, issue, revoke, crl.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Probe the admin API's /healthz (or /readyz): exit 0 when it answers 200 (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,5 +77,6 @@ fn main() -> ExitCode {
         }
         Command::Cert(command) => cert_cmd::run(command),
         Command::Ca(command) => ca::run(command),
+        Command::Healthcheck(args) => healthcheck::run(&args),
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::admin::{self, AppState};
 use crate::config::{self, Config, ConfigError};
+use crate::systemd;
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -141,9 +142,11 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     state.ready.store(true, Ordering::Relaxed);
-    for (name, address) in server.listeners().await {
+    let listening = server.listeners().await;
+    for (name, address) in &listening {
         tracing::info!(listener = %name, %address, "serving");
     }
+    systemd::ready(&serving_status(&listening));
 
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -177,13 +180,24 @@ async fn serve(config: Config) -> ExitCode {
         #[cfg(not(unix))]
         let term = std::future::pending::<Option<()>>();
 
-        tokio::select! {
-            _ = hup => reload(&server, &current, "SIGHUP").await,
-            Some(why) = reload_rx.recv() => reload(&server, &current, why).await,
+        let why = tokio::select! {
+            _ = hup => "SIGHUP",
+            Some(why) = reload_rx.recv() => why,
             _ = term => break,
             _ = tokio::signal::ctrl_c() => break,
+        };
+        // systemd holds `systemctl reload` and shows "reloading" until the
+        // READY=1 that follows, whether the new config was taken or refused
+        // (a refused one leaves the running config serving).
+        systemd::reloading();
+        let applied = reload(&server, &current, why).await;
+        let mut status = serving_status(&server.listeners().await);
+        if !applied {
+            status.push_str("; the last reload was refused (journalctl -u tlsgate says why)");
         }
+        systemd::ready(&status);
     }
+    systemd::stopping();
     state.ready.store(false, Ordering::Relaxed);
     tracing::info!("shutting down: no new connections; in-flight requests may finish");
     server.shutdown().await;
@@ -191,9 +205,19 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The unit's status line in `systemctl status`: what is being served.
+fn serving_status(listening: &[(String, std::net::SocketAddr)]) -> String {
+    let listeners: Vec<String> = listening
+        .iter()
+        .map(|(name, address)| format!("{name} on {address}"))
+        .collect();
+    format!("serving {}", listeners.join(", "))
+}
+
 /// Re-reads the config; a bad one is refused and the running one kept.
 /// The lock serialises reloads with the admin API's config rewrites.
-async fn reload(server: &Server, current: &Mutex<Config>, why: &str) {
+/// Returns whether the new config was applied.
+async fn reload(server: &Server, current: &Mutex<Config>, why: &str) -> bool {
     let mut current = current.lock().await;
     let next = match config::load(&current.path) {
         Ok(next) => next,
@@ -205,7 +229,7 @@ async fn reload(server: &Server, current: &Mutex<Config>, why: &str) {
                 trigger = why,
                 "configuration refused; the running configuration stays in force"
             );
-            return;
+            return false;
         }
     };
     if next.store.dir != current.store.dir {
@@ -218,9 +242,11 @@ async fn reload(server: &Server, current: &Mutex<Config>, why: &str) {
         Ok(()) => {
             tracing::info!(trigger = why, "configuration reloaded");
             *current = next;
+            true
         }
         Err(err) => {
             tracing::error!(trigger = why, error = %err, "configuration refused; the running configuration stays in force");
+            false
         }
     }
 }
@@ -244,7 +270,9 @@ fn watch_config(
     let file_name = path.file_name().map(|n| n.to_os_string());
     let handler = move |result: notify_debouncer_full::DebounceEventResult| {
         let Ok(events) = result else { return };
-        let touched = events.iter().any(|event| {
+        // Reading the config is an event too (inotify's IN_OPEN): without
+        // skipping those, every reload would trigger the next one.
+        let touched = events.iter().filter(|e| !e.kind.is_access()).any(|event| {
             event.paths.iter().any(|p| {
                 p.file_name().map(|n| n.to_os_string()) == file_name
                     || p.file_name().is_some_and(|n| n == "..data")

@@ -4,107 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tlsgate_test_pki::{KeyKind, TestPki, Validity};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tlsgate");
+mod common;
 
-fn need(tool: &str) {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    assert!(
-        found,
-        "this test needs `{tool}` (apt-get install {tool}); .ci/run installs it"
-    );
-}
-
-/// A child process killed (by PID) when the test ends, however it ends.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Waits (bounded) for a log/output line containing `needle`.
-    fn wait_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("timed out waiting for a line with {needle:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn pump<R: std::io::Read + Send + 'static>(reader: R, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("  | {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-}
-
-fn spawn(args: &[&str]) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    pump(child.stdout.take().unwrap(), tx.clone());
-    let stderr: ChildStderr = child.stderr.take().unwrap();
-    pump(stderr, tx);
-    Proc { child, lines }
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{Proc, backend, bin, curl, need, spawn};
 
 #[test]
 fn the_demo_prints_curl_commands_that_work() {
@@ -149,44 +58,6 @@ struct Site {
     _dir: tempfile::TempDir,
     path: PathBuf,
     backends: Vec<SocketAddr>,
-}
-
-/// A tiny HTTP/1.1 backend on a thread: answers "backend N" after `delay`.
-fn backend(number: usize, delay: Duration) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut buffer = [0u8; 8192];
-                let mut seen = Vec::new();
-                loop {
-                    let Ok(n) = stream.read(&mut buffer) else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buffer[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        std::thread::sleep(delay);
-                        let body = format!("backend {number}\n");
-                        let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if stream.write_all(response.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    address
 }
 
 impl Site {
@@ -373,7 +244,7 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
 #[test]
 fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
     let site = Site::new(Duration::ZERO);
-    let good = Command::new(BIN)
+    let good = Command::new(bin())
         .args([
             "check-config",
             "--config",
@@ -388,7 +259,7 @@ fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
     );
 
     fs::remove_dir_all(site.path.join("certs/server/www")).unwrap();
-    let missing = Command::new(BIN)
+    let missing = Command::new(bin())
         .args([
             "check-config",
             "--config",
@@ -401,7 +272,7 @@ fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
 
     let bad_path = site.path.join("bad.toml");
     fs::write(&bad_path, "[store]\ndir = \"certs\"\nunknown_key = true\n").unwrap();
-    let bad = Command::new(BIN)
+    let bad = Command::new(bin())
         .args(["check-config", "--config", bad_path.to_str().unwrap()])
         .output()
         .unwrap();
