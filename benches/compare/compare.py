@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -617,8 +619,6 @@ def run_idle_rss(env: Env, proxy_pid: int, count: int) -> dict:
 
 def tlsgate_metrics() -> dict[str, float]:
     """tlsgate's own handshake counters (the resumption cross-check)."""
-    import urllib.request
-
     url = f"http://127.0.0.1:{PORTS['ADMIN_PORT']}/metrics"
     with urllib.request.urlopen(url, timeout=3) as r:
         text = r.read().decode()
@@ -986,7 +986,8 @@ def done_criteria(results: Results) -> list[str]:
     return out
 
 
-def machine_and_versions(env: Env) -> list[str]:
+def machine_and_versions(env: Env, opts) -> list[str]:
+    """Taken when the run starts, when the binaries are snapshotted."""
     def first_line(cmd: list[str]) -> str:
         try:
             r = run(cmd, timeout=10, check=False)
@@ -1003,8 +1004,14 @@ def machine_and_versions(env: Env) -> list[str]:
     if Path("/etc/os-release").exists():
         m = re.search(r'^PRETTY_NAME="?([^"\n]*)', Path("/etc/os-release").read_text(), re.M)
         os_name = m.group(1) if m else os_name
-    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], timeout=10, check=False).stdout
+    if opts.tlsgate_version:
+        tlsgate = opts.tlsgate_version
+    else:
+        commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+        dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                    timeout=10, check=False).stdout
+        tlsgate = f"{commit}{' + uncommitted changes in the tree' if dirty.strip() else ''}"
+    digest = hashlib.sha256(env.tlsgate_bin.read_bytes()).hexdigest()[:12]
     lock = (REPO / "Cargo.lock").read_text()
 
     def crate(name: str) -> str:
@@ -1014,7 +1021,7 @@ def machine_and_versions(env: Env) -> list[str]:
     return [
         f"- Machine: {model}, {os.cpu_count()} CPUs, {mem_kib / 1024 / 1024:.0f} GiB, {os_name}, "
         f"kernel {os.uname().release}; load average at start {os.getloadavg()[0]:.2f}",
-        f"- tlsgate {commit}{' (uncommitted changes in the tree)' if dirty.strip() else ''}, "
+        f"- tlsgate {tlsgate}, binary sha256 {digest}…, "
         f"{first_line(['rustc', '--version'])}, rustls {crate('rustls')}, aws-lc-rs {crate('aws-lc-rs')}",
         f"- {first_line(['nginx', '-v'])}; {first_line(['haproxy', '-v'])}",
         f"- {first_line(['openssl', 'version'])} (NGINX, HAProxy, wrk, h2load); "
@@ -1022,7 +1029,7 @@ def machine_and_versions(env: Env) -> list[str]:
     ]
 
 
-def report(env: Env, results: Results, opts, proxies: list[str], started: str) -> str:
+def report(results: Results, opts, proxies: list[str], started: str, versions: list[str]) -> str:
     cols = list(proxies)
     has_nginx = "nginx" in proxies
     head = ["Figure", *cols]
@@ -1067,7 +1074,7 @@ def report(env: Env, results: Results, opts, proxies: list[str], started: str) -
             h1=opts.h1_connections, h2=opts.h2_connections, m=opts.h2_streams, hs=opts.hs_connections,
             mib=opts.mib_connections, idle=opts.idle_connections),
         "",
-        *machine_and_versions(env),
+        *versions,
     ]
     if "tlsgate" in proxies and "nginx" in proxies:
         out += ["", "## Done criteria (tlsgate vs NGINX / HAProxy)", "", *done_criteria(results)]
@@ -1097,6 +1104,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated subset of {','.join(TESTS)}")
     ap.add_argument("--tlsgate-bin", type=Path, default=REPO / "target/release/tlsgate")
     ap.add_argument("--loadgen-bin", type=Path, default=REPO / "target/release/tlsgate-loadgen")
+    ap.add_argument("--tlsgate-version", help="how the report names the tlsgate build (default: git HEAD of this tree)")
     ap.add_argument("--out", type=Path, help="report file (default results/latest.md, quick: results/quick.md)")
     ap.add_argument("--keep-work", action="store_true", help="keep the temporary work dir (configs, logs)")
     ap.add_argument("--quiet-wait", type=float, default=15.0,
@@ -1166,8 +1174,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     work = Path(tempfile.mkdtemp(prefix="tlsgate-compare."))
-    env = Env(work=work, pki=work / "pki", tlsgate_bin=opts.tlsgate_bin.resolve(),
-              loadgen_bin=opts.loadgen_bin.resolve(), procs=procs)
+    # Copies of the binaries: on a shared tree someone may rebuild
+    # target/release while we run, and every turn must run the same build.
+    (work / "bin").mkdir()
+    tlsgate_bin = Path(shutil.copy2(opts.tlsgate_bin, work / "bin" / "tlsgate"))
+    loadgen_bin = Path(shutil.copy2(opts.loadgen_bin, work / "bin" / "tlsgate-loadgen"))
+    env = Env(work=work, pki=work / "pki", tlsgate_bin=tlsgate_bin, loadgen_bin=loadgen_bin, procs=procs)
+    versions = machine_and_versions(env, opts)
     results = Results()
     t0 = time.monotonic()
     try:
@@ -1201,7 +1214,7 @@ def main() -> int:
                     if tail.exists():
                         for line in tail.read_text(errors="replace").splitlines()[-5:]:
                             log(f"  {name}.log: {line}")
-        text = report(env, results, opts, opts.proxies, started)
+        text = report(results, opts, opts.proxies, started, versions)
         text += f"\nHarness wall time: {(time.monotonic() - t0) / 60:.1f} min.\n"
         print(text)
         opts.out.parent.mkdir(parents=True, exist_ok=True)
