@@ -38,8 +38,9 @@ const PASSIVE_COOLDOWN: Duration = Duration::from_secs(10);
 /// reload neither resets health nor loses track of requests still running.
 #[derive(Debug)]
 pub struct Backend {
-    /// `host:port` of the plain-HTTP server.
-    pub address: String,
+    /// `host:port` of the plain-HTTP server (shared, not copied, by every
+    /// request and pooled connection that names it).
+    pub address: Arc<str>,
     /// Weight 0..=100; 0 drains (no new requests, running ones finish).
     pub weight: u8,
     state: Arc<State>,
@@ -185,13 +186,13 @@ impl BackendPool {
                 .into_iter()
                 .flat_map(|pool| pool.backends.iter())
                 .chain(backends.iter())
-                .find(|backend| backend.address == config.address)
+                .find(|backend| *backend.address == *config.address)
                 .map_or_else(
                     || Arc::new(State::new()),
                     |backend| Arc::clone(&backend.state),
                 );
             backends.push(Arc::new(Backend {
-                address: config.address.clone(),
+                address: Arc::from(config.address.as_str()),
                 weight: config.weight,
                 state,
             }));

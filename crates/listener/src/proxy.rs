@@ -132,7 +132,7 @@ async fn forward(
                     )
                 };
             };
-            let address = lease.backend().address.clone();
+            let address = Arc::clone(&lease.backend().address);
             match upstreams
                 .send(&address, config.timeouts.backend_connect, request)
                 .await

@@ -42,7 +42,7 @@ struct Idle {
 /// Connections to all backends of all listeners.
 #[derive(Default)]
 pub(crate) struct Upstreams {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -63,14 +63,18 @@ impl Upstreams {
         None
     }
 
-    fn put_idle(&self, address: &str, sender: SendRequest<Incoming>) {
+    fn put_idle(&self, address: &Arc<str>, sender: SendRequest<Incoming>) {
+        let entry = Idle {
+            sender,
+            since: Instant::now(),
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(address.to_string()).or_default();
-        if list.len() < MAX_IDLE_PER_BACKEND {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        match idle.get_mut(&**address) {
+            Some(list) if list.len() < MAX_IDLE_PER_BACKEND => list.push(entry),
+            Some(_) => {}
+            None => {
+                idle.insert(Arc::clone(address), vec![entry]);
+            }
         }
     }
 
@@ -98,7 +102,7 @@ impl Upstreams {
     /// is retried once on a fresh connection.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        address: &str,
+        address: &Arc<str>,
         connect_timeout: Duration,
         mut request: Request<Incoming>,
     ) -> Result<Response<Incoming>, SendError> {
@@ -115,7 +119,7 @@ impl Upstreams {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let pool = Arc::clone(self);
-                    let address = address.to_string();
+                    let address = Arc::clone(address);
                     // The connection is reusable once this response's body
                     // has been read to the end; `ready` says when.
                     tokio::spawn(async move {

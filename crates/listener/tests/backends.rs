@@ -211,7 +211,7 @@ fn lease_counts_in_flight_until_dropped() {
     let pool = named_pool(&[100], RR);
     let first = pool.pick(&[]).unwrap();
     let second = pool.pick(&[]).unwrap();
-    assert_eq!(first.backend().address, "a.invalid:80");
+    assert_eq!(&*first.backend().address, "a.invalid:80");
     assert_eq!(pool.backends()[0].in_flight(), 2);
     drop(first);
     assert_eq!(pool.backends()[0].in_flight(), 1);
@@ -233,11 +233,7 @@ fn reload_keeps_state_of_kept_addresses_only() {
         backend("d.invalid:80", 100),
     ];
     let after = BackendPool::new(&configs, RR, Some(&before));
-    let addresses: Vec<_> = after
-        .backends()
-        .iter()
-        .map(|b| b.address.as_str())
-        .collect();
+    let addresses: Vec<_> = after.backends().iter().map(|b| &*b.address).collect();
     assert_eq!(addresses, ["b.invalid:80", "a.invalid:80", "d.invalid:80"]);
     assert_eq!(after.backends()[1].weight, 50, "the new weight applies");
     assert!(!after.backends()[0].is_healthy(), "b stays out");

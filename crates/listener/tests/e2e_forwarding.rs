@@ -498,6 +498,25 @@ async fn a_trusted_proxy_keeps_its_x_forwarded_for() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_1000_header_lines_get_431_and_990_pass() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    for (lines, expected) in [
+        (990, StatusCode::OK),
+        (1010, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    ] {
+        let names: Vec<String> = (0..lines).map(|i| format!("x-line-{i}")).collect();
+        let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let response = get(addr, fx.client_config(None, &[HTTP11]), "/", &headers)
+            .await
+            .unwrap();
+        assert_eq!(response.status, expected, "{lines} header lines");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_over_max_header_bytes_get_431() {
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
