@@ -13,6 +13,7 @@ mod backend;
 pub mod config;
 mod headers;
 mod health;
+mod keepalive;
 mod policy;
 mod proxy;
 mod runtime;

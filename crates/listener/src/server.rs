@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use http::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tlsgate_cert_store::{Binding, ClientAuthBinding, Store};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,6 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
+use crate::keepalive::{self, InFlight};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
 use crate::upstream::Upstreams;
@@ -278,7 +278,10 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver: SIGTERM's drain sets it to true
+    // (in-flight requests finish, idle connections close) and waits until
+    // all receivers are gone.
+    let (drain_tx, draining) = watch::channel(false);
     // Past the drain deadline, connections still open are closed.
     let (close_now, closing) = watch::channel(false);
     loop {
@@ -304,12 +307,12 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let watcher = graceful.watcher();
+        let draining = draining.clone();
         let mut closing = closing.clone();
         tokio::spawn(async move {
             shared.stats.connection_opened();
             tokio::select! {
-                () = connection(stream, peer, &shared, watcher) => {}
+                () = connection(stream, peer, &shared, draining) => {}
                 // Dropping the connection future closes the socket.
                 _ = closing.wait_for(|close| *close) => {}
             }
@@ -318,8 +321,10 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
         });
     }
     drop(socket);
+    drop(draining);
     let drain = shared.runtime.load().config.timeouts.shutdown_drain;
-    if tokio::time::timeout(drain, graceful.shutdown())
+    let _ = drain_tx.send(true);
+    if tokio::time::timeout(drain, drain_tx.closed())
         .await
         .is_err()
     {
@@ -396,7 +401,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-    watcher: hyper_util::server::graceful::Watcher,
+    draining: watch::Receiver<bool>,
 ) {
     let runtime = shared.runtime.load_full();
     let config = &runtime.config;
@@ -417,7 +422,7 @@ async fn connection(
                 rfc9440: config.rfc9440_client_cert,
             };
             // A plain listener speaks HTTP/1.1 (HTTP/2 comes with TLS and ALPN).
-            serve(stream, facts, HttpVersion::Http1, shared, watcher).await;
+            serve(stream, facts, HttpVersion::Http1, shared, draining).await;
         }
         Protocol::Https(tls) => {
             let server_config = match shared.tls.current(&tls.policy) {
@@ -440,8 +445,12 @@ async fn connection(
                 }
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            // Boxed: the handshake's state is large and needed only until
+            // it completes; inline, every connection's task would keep room
+            // for it for as long as the connection lives.
             let handshake =
-                tokio::time::timeout(config.timeouts.handshake, acceptor.accept(stream)).await;
+                tokio::time::timeout(config.timeouts.handshake, Box::pin(acceptor.accept(stream)))
+                    .await;
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(err)) => {
@@ -478,7 +487,7 @@ async fn connection(
                 Some(b"h2") => HttpVersion::Http2,
                 _ => HttpVersion::Http1,
             };
-            serve(stream, facts, version, shared, watcher).await;
+            serve(stream, facts, version, shared, draining).await;
         }
     }
 }
@@ -495,7 +504,7 @@ async fn serve<IO>(
     facts: ConnectionFacts,
     version: HttpVersion,
     shared: &Arc<Shared>,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut draining: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -503,58 +512,88 @@ async fn serve<IO>(
     let config = &runtime.config;
     let facts = Arc::new(facts);
     let client = facts.client;
+    let in_flight = Arc::new(InFlight::default());
     let service = {
         let shared = shared.clone();
+        let in_flight = in_flight.clone();
         service_fn(move |request| {
+            let started = in_flight.enter();
             // Each request reads the listener's current runtime, so backend
             // and limit changes apply to open connections' next requests.
-            proxy::handle(
+            let response = proxy::handle(
                 request,
                 shared.runtime.load_full(),
                 shared.upstreams.clone(),
                 facts.clone(),
                 shared.stats.clone(),
-            )
+            );
+            // Boxed: hyper hands an idle HTTP/1.1 connection back (to park
+            // it) only when the service's future is Unpin.
+            Box::pin(async move {
+                let response = response.await;
+                drop(started);
+                response
+            })
         })
     };
     // hyper rejects oversized heads itself (431); give it room above our
     // exact count so the precise limit, counted per R13, is ours to apply.
     let buffer = (config.limits.max_header_bytes + 4096).max(8192);
-    let io = TokioIo::new(io);
-    // Each protocol's connection is boxed on its own, sized for what it
-    // is: an idle HTTP/1.1 connection does not carry room for HTTP/2's
-    // state (hyper-util's auto connection is as large as the larger of the
-    // two), and the builders are gone before the connection is awaited.
-    let connection: std::pin::Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>> =
-        match version {
-            HttpVersion::Http1 => {
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(config.timeouts.client_idle)
-                    .max_buf_size(buffer)
-                    // hyper parses into one slot per allowed header line,
-                    // allocated (twice) for every request it parses: the earlier
-                    // cap of one slot per 4 bytes of max_header_bytes was 1 MiB
-                    // per request and most of the allocator's time. 1,000 lines
-                    // is ten times what HAProxy and Envoy allow, so the byte
-                    // limit (R13) is what real requests meet.
-                    .max_headers(MAX_HEADER_LINES)
-                    .keep_alive(true);
-                Box::pin(watcher.watch(builder.serve_connection(io, service)))
+    let client_idle = config.timeouts.client_idle;
+    let result = match version {
+        HttpVersion::Http1 => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(client_idle)
+                .max_buf_size(buffer)
+                // hyper parses into one slot per allowed header line,
+                // allocated (twice) for every request it parses: the earlier
+                // cap of one slot per 4 bytes of max_header_bytes was 1 MiB
+                // per request and most of the allocator's time. 1,000 lines
+                // is ten times what HAProxy and Envoy allow, so the byte
+                // limit (R13) is what real requests meet.
+                .max_headers(MAX_HEADER_LINES)
+                .keep_alive(true);
+            drop(runtime);
+            // Boxed on its own, sized for HTTP/1.1 alone, and released
+            // while the connection is idle (keepalive.rs).
+            Box::pin(keepalive::serve_http1(
+                io,
+                builder,
+                service,
+                in_flight,
+                client_idle,
+                draining,
+                &shared.stats,
+            ))
+            .await
+        }
+        HttpVersion::Http2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(buffer).unwrap_or(u32::MAX))
+                .keep_alive_interval(Some(client_idle))
+                .keep_alive_timeout(Duration::from_secs(10));
+            drop(runtime);
+            let mut connection = Box::pin(builder.serve_connection(TokioIo::new(io), service));
+            let mut shutting_down = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => break result,
+                    changed = draining.changed(), if !shutting_down => {
+                        if changed.is_err() || *draining.borrow() {
+                            // GOAWAY: streams in flight finish, no new ones.
+                            shutting_down = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
             }
-            HttpVersion::Http2 => {
-                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .max_header_list_size(u32::try_from(buffer).unwrap_or(u32::MAX))
-                    .keep_alive_interval(Some(config.timeouts.client_idle))
-                    .keep_alive_timeout(Duration::from_secs(10));
-                Box::pin(watcher.watch(builder.serve_connection(io, service)))
-            }
-        };
-    drop(runtime);
-    if let Err(err) = connection.await {
+        }
+    };
+    if let Err(err) = result {
         tracing::debug!(listener = %shared.name, %client, error = %err, "connection ended with an error");
     }
 }

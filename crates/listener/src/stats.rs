@@ -15,6 +15,7 @@ pub struct ListenerStats {
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
     requests: [AtomicU64; 5],
     connections_open: AtomicU64,
+    connections_parked: AtomicU64,
 }
 
 impl ListenerStats {
@@ -46,6 +47,14 @@ impl ListenerStats {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn connection_parked(&self) {
+        self.connections_parked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_unparked(&self) {
+        self.connections_parked.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Completed handshakes.
     pub fn handshakes_ok(&self) -> u64 {
         self.handshakes_ok.load(Ordering::Relaxed)
@@ -72,5 +81,11 @@ impl ListenerStats {
     /// Client connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// Of those, idle HTTP/1.1 connections holding only their TLS stream
+    /// (HTTP buffers released until the client's next request).
+    pub fn connections_parked(&self) -> u64 {
+        self.connections_parked.load(Ordering::Relaxed)
     }
 }

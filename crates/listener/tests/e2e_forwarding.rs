@@ -498,6 +498,50 @@ async fn a_trusted_proxy_keeps_its_x_forwarded_for() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keepalive_connection_is_parked_and_serves_its_next_request() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let stats = server.stats(WEB).await.unwrap();
+    let mut client = within(
+        "connect",
+        STEP,
+        Client::connect(addr, fx.client_config(None, &[HTTP11])),
+    )
+    .await
+    .unwrap();
+    let keeps_alive = |response: &Response| {
+        assert_eq!(response.status, StatusCode::OK, "{response:?}");
+        assert!(
+            !response.headers.contains_key("connection"),
+            "no Connection: close: {response:?}"
+        );
+    };
+    keeps_alive(&client.get("/", &[]).await.unwrap());
+    // A backend slower than the parking delay: quiet, but a request is in
+    // flight, so the connection must not be parked under it.
+    keeps_alive(&client.get("/delay/1500", &[]).await.unwrap());
+
+    // Idle: parked (HTTP state released), then woken by the next request
+    // on the same connection, twice.
+    for _ in 0..2 {
+        within("parking", Duration::from_secs(5), async {
+            while stats.connections_parked() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        keeps_alive(&client.get("/", &[]).await.unwrap());
+        assert_eq!(stats.connections_parked(), 0);
+    }
+    assert_eq!(backend.served(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_1000_header_lines_get_431_and_990_pass() {
     let fx = Fixture::new();
     let backend = Backend::start("a").await;

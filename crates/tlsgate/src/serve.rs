@@ -141,13 +141,8 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    state.ready.store(true, Ordering::Relaxed);
-    let listening = server.listeners().await;
-    for (name, address) in &listening {
-        tracing::info!(listener = %name, %address, "serving");
-    }
-    systemd::ready(&serving_status(&listening));
-
+    // Signal handlers first: a SIGTERM sent as soon as "serving" (or
+    // READY=1) appears must drain, not kill the process outright.
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
@@ -159,6 +154,16 @@ async fn serve(config: Config) -> ExitCode {
     #[cfg(unix)]
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+
+    state.ready.store(true, Ordering::Relaxed);
+    let listening = server.listeners().await;
+    for (name, address) in &listening {
+        tracing::info!(listener = %name, %address, "serving");
+    }
+    systemd::ready(&serving_status(&listening));
 
     loop {
         #[cfg(unix)]
@@ -179,12 +184,21 @@ async fn serve(config: Config) -> ExitCode {
         };
         #[cfg(not(unix))]
         let term = std::future::pending::<Option<()>>();
+        #[cfg(unix)]
+        let int = async {
+            match interrupt.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let int = async { tokio::signal::ctrl_c().await.ok() };
 
         let why = tokio::select! {
             _ = hup => "SIGHUP",
             Some(why) = reload_rx.recv() => why,
             _ = term => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int => break,
         };
         // systemd holds `systemctl reload` and shows "reloading" until the
         // READY=1 that follows, whether the new config was taken or refused
