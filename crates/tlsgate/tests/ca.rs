@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
@@ -102,39 +104,7 @@ impl Proc {
 
 /// A tiny HTTP/1.1 backend on a thread: answers "hello from the backend".
 fn backend() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                use std::io::Read;
-                let mut buffer = [0u8; 8192];
-                let mut seen = Vec::new();
-                loop {
-                    let Ok(n) = stream.read(&mut buffer) else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buffer[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        let body = "hello from the backend\n";
-                        let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if stream.write_all(response.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    address
+    common::backend_answering("hello from the backend\n".to_string(), Duration::ZERO)
 }
 
 /// A folder with a CA made by `tlsgate ca`, a server certificate from it

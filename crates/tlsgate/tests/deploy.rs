@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{backend, bin, curl, need, spawn, spawn_with_env};
+use common::{backend, bin, curl, need, ok_stdout, spawn, spawn_with_env};
 use tlsgate_test_pki::{KeyKind, TestPki, Validity};
 use toml_edit::{DocumentMut, value};
 use yaml_rust2::{Yaml, YamlLoader};
@@ -691,12 +691,7 @@ impl Site {
             self.dir.path().join("root.pem").to_str().unwrap(),
             &format!("https://localhost:{port}{path}"),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ok_stdout(&out)
     }
 }
 

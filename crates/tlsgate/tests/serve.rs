@@ -13,7 +13,7 @@ use tlsgate_test_pki::{KeyKind, TestPki, Validity};
 
 mod common;
 
-use common::{Proc, backend, bin, curl, need, spawn};
+use common::{Proc, backend, bin, curl, need, ok_stdout, spawn};
 
 #[test]
 fn the_demo_prints_curl_commands_that_work() {
@@ -166,22 +166,13 @@ address = "{}"
     }
 }
 
-fn ok_body(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     need("curl");
     let site = Site::new(Duration::ZERO);
     let (proc, port) = site.serve();
-    let first = ok_body(&site.get(port, false, "/"));
-    let second = ok_body(&site.get(port, false, "/"));
+    let first = ok_stdout(&site.get(port, false, "/"));
+    let second = ok_stdout(&site.get(port, false, "/"));
     assert_ne!(first, second, "round robin alternates backends");
 
     // A broken config is refused; the running one keeps serving.
@@ -191,20 +182,20 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     )
     .unwrap();
     proc.wait_line("configuration refused");
-    ok_body(&site.get(port, false, "/"));
+    ok_stdout(&site.get(port, false, "/"));
 
     // Mutual auth on: new connections need a client certificate.
     site.write_config(true);
     proc.wait_line("configuration reloaded");
     assert!(!site.get(port, false, "/").status.success());
-    let body = ok_body(&site.get(port, true, "/"));
+    let body = ok_stdout(&site.get(port, true, "/"));
     assert!(body.starts_with("backend"), "{body}");
 
     // SIGHUP reloads too: mutual auth off again.
     fs::write(site.config_path(), site.config_text(false)).unwrap();
     proc.signal("HUP");
     proc.wait_line("configuration reloaded");
-    ok_body(&site.get(port, false, "/"));
+    ok_stdout(&site.get(port, false, "/"));
 }
 
 #[test]

@@ -125,11 +125,18 @@ pub fn curl(args: &[&str]) -> Output {
 
 /// A tiny HTTP/1.1 backend on a thread: answers "backend N" after `delay`.
 pub fn backend(number: usize, delay: Duration) -> SocketAddr {
+    backend_answering(format!("backend {number}\n"), delay)
+}
+
+/// A tiny HTTP/1.1 backend on a thread: answers `body` after `delay`
+/// (HEAD, as health checks send, gets the headers only).
+pub fn backend_answering(body: String, delay: Duration) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            let body = body.clone();
             std::thread::spawn(move || {
                 use std::io::{Read, Write};
                 let mut buffer = [0u8; 8192];
@@ -143,15 +150,13 @@ pub fn backend(number: usize, delay: Duration) -> SocketAddr {
                     }
                     seen.extend_from_slice(&buffer[..n]);
                     while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&seen[..end]).to_string();
+                        let head = seen.starts_with(b"HEAD ");
                         seen.drain(..end + 4);
                         std::thread::sleep(delay);
-                        let body = format!("backend {number}\n");
-                        // HEAD (health checks) gets the headers only.
-                        let body = if head.starts_with("HEAD ") { "" } else { &body };
+                        let sent = if head { "" } else { body.as_str() };
                         let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            format!("backend {number}\n").len()
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{sent}",
+                            body.len()
                         );
                         if stream.write_all(response.as_bytes()).is_err() {
                             return;
@@ -162,4 +167,14 @@ pub fn backend(number: usize, delay: Duration) -> SocketAddr {
         }
     });
     address
+}
+
+/// stdout of a command that must have succeeded (stderr in the failure).
+pub fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
