@@ -82,6 +82,8 @@ struct ListenerInput {
     requests: [u64; 5],
     /// Client connections open now.
     connections_open: u64,
+    /// Of those, idle HTTP/1.1 connections parked (HTTP buffers released).
+    connections_parked: u64,
     /// The listener's backends.
     backends: Vec<BackendInput>,
 }
@@ -249,6 +251,7 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
     let mut resumed = Counted::new();
     let mut requests = Counted::new();
     let mut connections = Gauged::new();
+    let mut parked = Gauged::new();
     let mut backend_up = Gauged::new();
     let mut backend_in_flight = Gauged::new();
     for listener in &input.listeners {
@@ -288,6 +291,10 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
             by_listener(),
             ConstGauge::new(gauge_value(listener.connections_open)),
         );
+        parked.push(
+            by_listener(),
+            ConstGauge::new(gauge_value(listener.connections_parked)),
+        );
         for backend in &listener.backends {
             let labels = || BackendLabels {
                 listener: name.clone(),
@@ -322,6 +329,11 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
         "tlsgate_connections_open",
         "Client connections open now",
         connections,
+    );
+    registry.register(
+        "tlsgate_connections_parked",
+        "Open client connections idle with their HTTP buffers released (HTTP/1.1 keep-alive, quiet for 1 s)",
+        parked,
     );
     registry.register(
         "tlsgate_backend_up",
@@ -398,6 +410,7 @@ async fn gather(state: &AppState) -> MetricsInput {
                 .collect(),
             requests: stats.requests(),
             connections_open: stats.connections_open(),
+            connections_parked: stats.connections_parked(),
             backends,
             name,
         });
@@ -611,6 +624,7 @@ mod tests {
                     ]),
                     requests: [0, 90, 3, 5, 2],
                     connections_open: 6,
+                    connections_parked: 2,
                     backends: vec![
                         BackendInput {
                             address: "127.0.0.1:8081".into(),
@@ -636,7 +650,7 @@ mod tests {
     }
 
     /// Every family SPEC §6 asks for, with its type, sample name and unit.
-    const FAMILIES: [(&str, &str, Option<&str>); 11] = [
+    const FAMILIES: [(&str, &str, Option<&str>); 12] = [
         (
             "tlsgate_certificate_expiry_timestamp_seconds",
             "gauge",
@@ -648,6 +662,7 @@ mod tests {
         ("tlsgate_handshakes_resumed", "counter", None),
         ("tlsgate_requests", "counter", None),
         ("tlsgate_connections_open", "gauge", None),
+        ("tlsgate_connections_parked", "gauge", None),
         ("tlsgate_backend_up", "gauge", None),
         ("tlsgate_backend_in_flight", "gauge", None),
         (
@@ -765,6 +780,10 @@ mod tests {
         assert_eq!(
             value(&f, "tlsgate_connections_open", &[("listener", "plain")]),
             1.0
+        );
+        assert_eq!(
+            value(&f, "tlsgate_connections_parked", &[("listener", "web")]),
+            2.0
         );
 
         let one = [("listener", "web"), ("backend", "127.0.0.1:8081")];
