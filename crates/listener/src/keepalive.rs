@@ -13,7 +13,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::stats::ListenerStats;
@@ -34,17 +34,25 @@ pub(crate) const PARK_AFTER: Duration = Duration::from_secs(1);
 /// Counts requests between the service being called and its response
 /// being produced; the response body's streaming shows up as traffic.
 #[derive(Debug, Default)]
-pub(crate) struct InFlight(AtomicUsize);
+pub(crate) struct InFlight {
+    now: AtomicUsize,
+    started: AtomicU64,
+}
 
 impl InFlight {
     /// Marks a request as started until the guard drops.
     pub(crate) fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.now.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(Arc::clone(self))
     }
 
     fn is_idle(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == 0
+        self.now.load(Ordering::Relaxed) == 0
+    }
+
+    fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 }
 
@@ -54,16 +62,59 @@ pub(crate) struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The client stream, with bytes to replay before it and a count of reads
-/// and writes that moved data (how the parker tells a quiet connection).
+/// What the client stream has been doing, as the parker needs to know it.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Reads and writes that moved data.
+    events: AtomicU64,
+    /// The last data moved was read from the client: a request head may be
+    /// half in, and hyper would answer it with `Connection: close` if it
+    /// were told to stop now.
+    last_was_read: AtomicBool,
+    /// A write or flush is waiting for the client to read: hyper still
+    /// holds response bytes.
+    write_blocked: AtomicBool,
+}
+
+impl Activity {
+    fn read(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.last_was_read.store(true, Ordering::Relaxed);
+    }
+
+    fn wrote<T>(&self, result: &Poll<io::Result<T>>, moved: impl Fn(&T) -> bool) {
+        match result {
+            Poll::Ready(Ok(value)) => {
+                self.write_blocked.store(false, Ordering::Relaxed);
+                if moved(value) {
+                    self.events.fetch_add(1, Ordering::Relaxed);
+                    self.last_was_read.store(false, Ordering::Relaxed);
+                }
+            }
+            Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(Err(_)) => {}
+        }
+    }
+
+    /// Nothing moved since `seen`, no request is half read and no response
+    /// is half written.
+    fn quiet(&self, seen: u64) -> bool {
+        self.events.load(Ordering::Relaxed) == seen
+            && !self.last_was_read.load(Ordering::Relaxed)
+            && !self.write_blocked.load(Ordering::Relaxed)
+    }
+}
+
+/// The client stream, with bytes to replay before it, reporting what it
+/// does to [`Activity`].
 struct ClientIo<IO> {
     io: IO,
     replay: Bytes,
-    traffic: Arc<AtomicU64>,
+    activity: Arc<Activity>,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
@@ -76,12 +127,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
             let n = self.replay.len().min(buf.remaining());
             buf.put_slice(&self.replay[..n]);
             self.replay.advance(n);
+            self.activity.read();
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.traffic.fetch_add(1, Ordering::Relaxed);
+            self.activity.read();
         }
         result
     }
@@ -94,9 +146,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.traffic.fetch_add(1, Ordering::Relaxed);
-        }
+        self.activity.wrote(&result, |n| *n > 0);
         result
     }
 
@@ -106,9 +156,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.traffic.fetch_add(1, Ordering::Relaxed);
-        }
+        self.activity.wrote(&result, |n| *n > 0);
         result
     }
 
@@ -117,12 +165,21 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let result = Pin::new(&mut self.io).poll_flush(cx);
+        self.activity.wrote(&result, |()| false);
+        result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
+}
+
+/// Closes a connection hyper no longer holds the way hyper would have:
+/// TLS close_notify, then the TCP FIN, bounded so a client that stopped
+/// reading cannot hold the task.
+async fn close<IO: AsyncWrite + Unpin>(io: &mut IO) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves, `client_idle` passes
@@ -145,27 +202,35 @@ where
     B: Body + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let traffic = Arc::new(AtomicU64::new(0));
+    let activity = Arc::new(Activity::default());
     let mut io = ClientIo {
         io,
         replay: Bytes::new(),
-        traffic: Arc::clone(&traffic),
+        activity: Arc::clone(&activity),
     };
     loop {
         if *draining.borrow() {
+            close(&mut io).await;
             return Ok(());
         }
         // Active: hyper serves requests; every PARK_AFTER, a look at
-        // whether anything happened since the last look.
-        // Boxed apart from this future, so a parked connection holds none
-        // of hyper's state.
+        // whether anything happened since the last look. Boxed apart from
+        // this future, so a parked connection holds none of hyper's state.
         let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
-        let mut seen = traffic.load(Ordering::Relaxed);
-        let mut parking = false;
+        let mut seen = activity.events.load(Ordering::Relaxed);
+        let mut parking: Option<u64> = None;
         let mut shutting_down = false;
         loop {
             tokio::select! {
-                done = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                done = std::future::poll_fn(|cx| {
+                    if parking.is_some() {
+                        // Keep the socket: it is about to be parked.
+                        connection.poll_without_shutdown(cx)
+                    } else {
+                        // hyper's own ending: flush, close_notify, FIN.
+                        Pin::new(&mut *connection).poll(cx)
+                    }
+                }) => {
                     done?;
                     break;
                 }
@@ -175,27 +240,33 @@ where
                         Pin::new(&mut *connection).graceful_shutdown();
                     }
                 }
-                () = tokio::time::sleep(PARK_AFTER), if !parking && !shutting_down => {
-                    let now = traffic.load(Ordering::Relaxed);
-                    if now == seen && in_flight.is_idle() {
-                        // Quiet and nothing in flight: hyper is between
-                        // requests, so this ends it without a response
-                        // being cut or marked `Connection: close`.
-                        parking = true;
+                () = tokio::time::sleep(PARK_AFTER), if parking.is_none() && !shutting_down => {
+                    if activity.quiet(seen) && in_flight.is_idle() {
+                        // Quiet, nothing half read or half written, nothing
+                        // in flight: hyper is between requests, so this ends
+                        // it without a response being cut or marked
+                        // `Connection: close`.
+                        parking = Some(in_flight.started());
                         Pin::new(&mut *connection).graceful_shutdown();
                     }
-                    seen = now;
+                    seen = activity.events.load(Ordering::Relaxed);
                 }
             }
         }
-        if shutting_down || !parking {
-            // Draining, or hyper ended on its own: the client closed, or
-            // asked to (`Connection: close`), or sent something refused.
+        let Some(started_before) = parking else {
+            // hyper ended on its own (the client closed or asked to, or
+            // sent something refused, or draining) and closed the socket.
             return Ok(());
-        }
+        };
         let parts = (*connection).into_parts();
         io = parts.io.into_inner();
         service = parts.service;
+        if shutting_down || in_flight.started() != started_before {
+            // Draining, or a request slipped in after the decision and was
+            // answered with `Connection: close`: close, don't park.
+            close(&mut io).await;
+            return Ok(());
+        }
         if !parts.read_buf.is_empty() {
             // The next request had begun arriving: serve it at once.
             io.replay = parts.read_buf;
@@ -210,13 +281,14 @@ where
             _ = draining.wait_for(|draining| *draining) => None,
         };
         stats.connection_unparked();
-        let Some(read) = read else {
-            return Ok(());
-        };
         match read {
-            Ok(Ok(1)) => io.replay = Bytes::copy_from_slice(&first),
-            // Closed, failed, or idle past client_idle: done.
-            _ => return Ok(()),
+            Some(Ok(Ok(1))) => io.replay = Bytes::copy_from_slice(&first),
+            Some(Ok(Ok(_) | Err(_))) => return Ok(()),
+            // Idle past client_idle, or draining: say goodbye properly.
+            Some(Err(_)) | None => {
+                close(&mut io).await;
+                return Ok(());
+            }
         }
     }
 }

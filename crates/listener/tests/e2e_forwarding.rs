@@ -498,6 +498,67 @@ async fn a_trusted_proxy_keeps_its_x_forwarded_for() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_client_closes_ends_with_tls_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(fx.client_config(None, &[HTTP11]));
+    let name = rustls::pki_types::ServerName::try_from(HOST_NAME).unwrap();
+    let mut tls = within("handshake", STEP, connector.connect(name, tcp))
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // rustls reports UnexpectedEof when the peer closes without
+    // close_notify: a client could not tell a whole response from a cut one.
+    let mut response = Vec::new();
+    within("response", STEP, tls.read_to_end(&mut response))
+        .await
+        .expect("the server ends the connection with close_notify");
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_sent_slowly_is_not_cut_by_parking() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(fx.client_config(None, &[HTTP11]));
+    let name = rustls::pki_types::ServerName::try_from(HOST_NAME).unwrap();
+    let mut tls = within("handshake", STEP, connector.connect(name, tcp))
+        .await
+        .unwrap();
+    // Half a head, then quiet for longer than the parking delay (the
+    // pause is the scenario, not a synchronisation), then the rest.
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: local")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tls.write_all(b"host\r\n\r\n").await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = within("response", STEP, tls.read(&mut buffer))
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&buffer[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "kept alive: {head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keepalive_connection_is_parked_and_serves_its_next_request() {
     let fx = Fixture::new();
     let backend = Backend::start("a").await;

@@ -200,9 +200,10 @@ async fn serve(config: Config) -> ExitCode {
             _ = term => break,
             _ = int => break,
         };
-        // systemd holds `systemctl reload` and shows "reloading" until the
-        // READY=1 that follows, whether the new config was taken or refused
-        // (a refused one leaves the running config serving).
+        // systemd shows "reloading" until the READY=1 that follows, whether
+        // the new config was taken or refused (a refused one leaves the
+        // running config serving); with Type=notify-reload, `systemctl
+        // reload` itself waits for it.
         systemd::reloading();
         let applied = reload(&server, &current, why).await;
         let mut status = serving_status(&server.listeners().await);
