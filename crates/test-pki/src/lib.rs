@@ -309,7 +309,7 @@ impl TestKey {
         self.pkcs8.to_vec()
     }
 
-    /// The private key as PKCS#8, PEM (`-----BEGIN PRIVATE KEY-----`).
+    /// The private key as PKCS#8, PEM (label `PRIVATE KEY`).
     pub fn pkcs8_pem(&self) -> String {
         pem("PRIVATE KEY", &self.pkcs8)
     }
@@ -333,7 +333,7 @@ impl TestKey {
         Some(pkcs8_private_key(&self.pkcs8).to_vec())
     }
 
-    /// RSA only: PKCS#1, PEM (`-----BEGIN RSA PRIVATE KEY-----`).
+    /// RSA only: PKCS#1, PEM (label `RSA PRIVATE KEY`).
     pub fn pkcs1_pem(&self) -> Option<String> {
         self.pkcs1_der().map(|der| pem("RSA PRIVATE KEY", &der))
     }
@@ -364,7 +364,7 @@ impl TestKey {
         Some(der::tlv(der::SEQUENCE, &body))
     }
 
-    /// EC only: SEC1, PEM (`-----BEGIN EC PRIVATE KEY-----`).
+    /// EC only: SEC1, PEM (label `EC PRIVATE KEY`).
     pub fn sec1_pem(&self) -> Option<String> {
         self.sec1_der().map(|der| pem("EC PRIVATE KEY", &der))
     }

@@ -152,7 +152,7 @@ impl Bundle {
             .collect()
     }
 
-    /// The key as PEM PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
+    /// The key as PEM PKCS#8 (label `PRIVATE KEY`).
     pub fn private_key_pem(&self) -> Option<String> {
         self.key.as_ref().map(|k| pem::encode("PRIVATE KEY", k))
     }

