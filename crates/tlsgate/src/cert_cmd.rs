@@ -9,7 +9,6 @@
 mod cert_client;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -331,42 +330,12 @@ fn convert(args: &ConvertArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Writes via a temporary file and rename so a reader (or the store
-/// watcher) never sees half a file; secret files are created 0600.
+/// Writes atomically (the `ca` commands' writer: temporary file and
+/// rename, secrets 0600), creating the folder first: writing straight into
+/// a store folder (STORE/server/NAME/) that does not exist yet is how a
+/// certificate is installed before first start.
 fn write_file(path: &Path, content: &[u8], secret: bool) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // Writing straight into a store folder (STORE/server/NAME/) that does
-    // not exist yet is how a certificate is installed before first start.
+    let dir = crate::ca::files::parent(path);
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    let result = (|| {
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(content)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::ca::files::write_atomic(path, content, secret)
 }

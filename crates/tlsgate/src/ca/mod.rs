@@ -11,7 +11,7 @@
 
 mod authority;
 mod crl;
-mod files;
+pub(crate) mod files;
 mod install;
 mod state;
 
