@@ -421,6 +421,9 @@ async fn connection(
                 client_cert: ClientCert::NotRequested,
                 rfc9440: config.rfc9440_client_cert,
             };
+            // Not held for the connection's life: a reload's old config
+            // should go when the reload is done, not when the last client does.
+            drop(runtime);
             // A plain listener speaks HTTP/1.1 (HTTP/2 comes with TLS and ALPN).
             serve(stream, facts, HttpVersion::Http1, shared, draining).await;
         }
@@ -452,7 +455,10 @@ async fn connection(
                 tokio::time::timeout(config.timeouts.handshake, Box::pin(acceptor.accept(stream)))
                     .await;
             let stream = match handshake {
-                Ok(Ok(stream)) => stream,
+                // Boxed: rustls' connection state is over a kilobyte, and
+                // moved by value it would take that much room in each of
+                // the futures it passes through, for the connection's life.
+                Ok(Ok(stream)) => Box::new(stream),
                 Ok(Err(err)) => {
                     let reason = handshake_reason(&err);
                     shared.stats.handshake_failed(reason);
@@ -487,6 +493,7 @@ async fn connection(
                 Some(b"h2") => HttpVersion::Http2,
                 _ => HttpVersion::Http1,
             };
+            drop(runtime);
             serve(stream, facts, version, shared, draining).await;
         }
     }
