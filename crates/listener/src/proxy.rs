@@ -16,28 +16,33 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::headers::{self, ConnectionFacts};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
-use crate::upstream::{SendError, Upstreams};
+use crate::upstream::{BackendBody, SendError, Upstreams};
 use crate::{Lease, ListenerConfig};
 
+/// Errors a body sent to a client can end with.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body type sent to clients.
-pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
 
 /// A backend response body that keeps its backend counted as in flight
 /// (for `wlc`) until the client has read it all.
 struct LeasedBody {
-    inner: Incoming,
+    inner: BackendBody,
     _lease: Lease,
 }
 
 impl Body for LeasedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(|err| Box::new(err) as BodyError)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -56,7 +61,7 @@ pub(crate) fn local_response(status: StatusCode, message: &str) -> Response<Prox
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     )))
-    .map_err(|never: Infallible| match never {})
+    .map_err(|never: Infallible| -> BodyError { match never {} })
     .boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -164,7 +169,7 @@ async fn forward(
     }
 }
 
-fn backend_response(response: Response<Incoming>, lease: Lease) -> Response<ProxyBody> {
+fn backend_response(response: Response<BackendBody>, lease: Lease) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     // Transfer-Encoding is per hop too; hyper re-frames the body for the client.

@@ -1,41 +1,108 @@
 //! Keep-alive HTTP/1.1 connections to backends (R13).
 //!
-//! A small pool of hyper `client::conn::http1` connections per backend
-//! address, rather than hyper-util's pooled client: a connect failure must
-//! be retried on *another* backend with the same request, and
-//! `try_send_request` hands an unsent request back, which the pooled client
-//! does not. Idle connections expire after [`IDLE_TIMEOUT`].
+//! tlsgate speaks HTTP/1.1 to its backends itself rather than through
+//! hyper's client. hyper's client drives every backend connection from a
+//! task of its own and hands requests, responses and body chunks across
+//! channels: four or five task wake-ups per proxied request, each a trip
+//! through the scheduler's queue. Here the request's own task writes the
+//! request and reads the response, and the response body is read from the
+//! backend socket by whichever task sends it to the client, so a request
+//! costs its syscalls and no hand-offs (BENCHMARKS.md has the figures).
+//!
+//! A small pool of idle connections per backend address; idle connections
+//! expire after [`IDLE_TIMEOUT`]. A connect failure hands the request back
+//! unsent so it can go to another backend.
+
+mod codec;
 
 use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::{Method, Request, Response};
 use tokio::net::TcpStream;
+
+use codec::{ChunkedDecoder, Parsed, RequestFraming, ResponseFraming};
 
 /// How long an idle backend connection is kept for reuse. Below the common
 /// backend keep-alive timeouts (nginx 75 s, Apache 5 s is the outlier), so
 /// the pool rarely hands out a connection the backend is about to close;
 /// when it does, the request is retried on a fresh connection.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Idle connections kept per backend.
-const MAX_IDLE_PER_BACKEND: usize = 256;
+/// Idle connections kept per backend: enough for the concurrency of a busy
+/// HTTP/2 listener, whose streams each need a backend connection.
+const MAX_IDLE_PER_BACKEND: usize = 512;
+/// Room made in a connection's buffer before each read from a backend.
+const READ_SIZE: usize = 8 * 1024;
+/// The most read ahead for one large body frame.
+const MAX_READ_SIZE: usize = 64 * 1024;
 
 /// Why a request did not get a response.
 #[derive(Debug)]
-pub(crate) enum SendError {
+pub(crate) enum SendError<B = Incoming> {
     /// Nothing reached the backend (connect refused, timed out, DNS): the
     /// request is returned and may go to another backend.
-    NotSent(String, Box<Request<Incoming>>),
+    NotSent(String, Box<Request<B>>),
     /// The request was (partly) sent; it must not be replayed.
     Failed(String),
 }
 
+/// One connection to a backend, with what was read from it and not yet used.
+#[derive(Debug)]
+struct BackendConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl BackendConn {
+    /// Reads what the backend has sent into the buffer. `Ok(0)`: the
+    /// backend closed the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        self.buf.reserve(want);
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx, READ_SIZE)).await
+    }
+
+    /// Writes all of `slices`, in as few syscalls as the socket allows.
+    async fn write_all(&self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let mut slices = slices;
+        while !slices.is_empty() {
+            self.stream.writable().await?;
+            match self.stream.try_write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks, without blocking, whether an idle connection is still usable:
+    /// the backend has neither closed it nor sent anything unasked.
+    fn is_reusable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
 struct Idle {
-    sender: SendRequest<Incoming>,
+    conn: BackendConn,
     since: Instant,
 }
 
@@ -51,21 +118,32 @@ impl std::fmt::Debug for Upstreams {
     }
 }
 
+/// Why one exchange on one connection failed.
+struct Failure {
+    reason: String,
+    /// The request can go again on another connection: nothing of its body
+    /// was consumed, and the backend either got nothing or the method is
+    /// idempotent (RFC 9110 §9.2.2) and no response byte came back.
+    replayable: bool,
+}
+
 impl Upstreams {
-    fn take_idle(&self, address: &str) -> Option<SendRequest<Incoming>> {
+    fn take_idle(&self, address: &str) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(address)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && entry.sender.is_ready() {
-                return Some(entry.sender);
+            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.is_reusable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    fn put_idle(&self, address: &Arc<str>, sender: SendRequest<Incoming>) {
+    fn put_idle(&self, address: &Arc<str>, mut conn: BackendConn) {
+        // An idle connection holds no buffer: there may be hundreds of them.
+        conn.buf = BytesMut::new();
         let entry = Idle {
-            sender,
+            conn,
             since: Instant::now(),
         };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -78,7 +156,7 @@ impl Upstreams {
         }
     }
 
-    async fn connect(address: &str, timeout: Duration) -> Result<SendRequest<Incoming>, String> {
+    async fn connect(address: &str, timeout: Duration) -> Result<BackendConn, String> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(format!("connect to {address}: {err}")),
@@ -86,63 +164,385 @@ impl Upstreams {
         };
         // Requests are small and latency-bound; don't let Nagle hold them.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|err| format!("HTTP handshake with {address}: {err}"))?;
-        tokio::spawn(async move {
-            // Ends when either side closes; errors are the request's to report.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(BackendConn {
+            stream,
+            buf: BytesMut::new(),
+        })
     }
 
     /// Sends `request` to `address`, reusing an idle connection when there
-    /// is one. A stale pooled connection (closed by the backend while idle)
-    /// is retried once on a fresh connection.
-    pub(crate) async fn send(
+    /// is one. When a pooled connection turns out closed by the backend,
+    /// the request goes again on a fresh connection if that is safe.
+    pub(crate) async fn send<B>(
         self: &Arc<Self>,
         address: &Arc<str>,
         connect_timeout: Duration,
-        mut request: Request<Incoming>,
-    ) -> Result<Response<Incoming>, SendError> {
+        request: Request<B>,
+    ) -> Result<Response<BackendBody>, SendError<B>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, mut body) = request.into_parts();
+        let framing = RequestFraming::of(body.is_end_stream(), body.size_hint().exact());
+        let mut head = Vec::with_capacity(512);
+        codec::encode_request_head(
+            &parts.method,
+            parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            &parts.headers,
+            framing,
+            &mut head,
+        );
         let mut pooled = self.take_idle(address);
         loop {
             let reused = pooled.is_some();
-            let mut sender = match pooled.take() {
-                Some(sender) => sender,
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
                 None => match Self::connect(address, connect_timeout).await {
-                    Ok(sender) => sender,
-                    Err(reason) => return Err(SendError::NotSent(reason, Box::new(request))),
+                    Ok(conn) => conn,
+                    Err(reason) => {
+                        let request = Request::from_parts(parts, body);
+                        return Err(SendError::NotSent(reason, Box::new(request)));
+                    }
                 },
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let pool = Arc::clone(self);
-                    let address = Arc::clone(address);
-                    // The connection is reusable once this response's body
-                    // has been read to the end; `ready` says when.
-                    tokio::spawn(async move {
-                        if sender.ready().await.is_ok() {
-                            pool.put_idle(&address, sender);
-                        }
-                    });
-                    return Ok(response);
+            match exchange(&mut conn, &head, &mut body, framing, &parts.method).await {
+                Ok((response, body_complete)) => {
+                    let keep_alive = response.keep_alive && body_complete;
+                    let body = BackendBody::new(
+                        conn,
+                        response.framing,
+                        keep_alive.then(|| (Arc::clone(self), Arc::clone(address))),
+                    );
+                    return Ok(Response::from_parts(response.parts, body));
                 }
-                Err(mut err) => match err.take_message() {
-                    Some(unsent) if reused => {
-                        request = unsent;
-                        continue;
-                    }
-                    Some(unsent) => {
-                        return Err(SendError::NotSent(
-                            format!("{address}: {}", err.error()),
-                            Box::new(unsent),
-                        ));
-                    }
-                    None => return Err(SendError::Failed(format!("{address}: {}", err.error()))),
-                },
+                // Only a pooled connection is tried again: it may have been
+                // closed by the backend while idle. A fresh one failing is
+                // the backend's answer.
+                Err(failure) if reused && failure.replayable => {}
+                Err(failure) => {
+                    return Err(SendError::Failed(format!("{address}: {}", failure.reason)));
+                }
             }
         }
     }
 }
+
+/// Writes one request on `conn` and reads the response head. Also says
+/// whether the request body was sent whole (when the backend answers
+/// early, the rest is not sent and the connection is not reused).
+async fn exchange<B>(
+    conn: &mut BackendConn,
+    head: &[u8],
+    body: &mut B,
+    framing: RequestFraming,
+    method: &Method,
+) -> Result<(codec::ResponseHead, bool), Failure>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let idempotent = method.is_idempotent();
+    if let Err(err) = conn.write_all(&mut [IoSlice::new(head)]).await {
+        return Err(Failure {
+            reason: format!("sending the request: {err}"),
+            replayable: idempotent,
+        });
+    }
+    let body_touched = framing != RequestFraming::Empty;
+    // The body goes whole before the response is read, as NGINX and hyper
+    // send it; a backend that answers early and closes (a 413) fails the
+    // write, and its answer is still read and passed on.
+    let mut body_complete = true;
+    let mut write_failure = None;
+    if body_touched {
+        match send_body(conn, body, framing).await {
+            Ok(()) => {}
+            Err(BodyFailure::Client(reason)) => {
+                return Err(Failure {
+                    reason,
+                    replayable: false,
+                });
+            }
+            Err(BodyFailure::Backend(reason)) => {
+                body_complete = false;
+                write_failure = Some(reason);
+            }
+        }
+    }
+    loop {
+        match codec::parse_response_head(&conn.buf, method) {
+            Ok(Parsed::Complete(response, length)) => {
+                conn.buf.advance(length);
+                return Ok((response, body_complete));
+            }
+            Ok(Parsed::Interim(length)) => conn.buf.advance(length),
+            Ok(Parsed::Partial) => {
+                let reason = match conn.fill().await {
+                    Ok(0) if conn.buf.is_empty() => {
+                        "the backend closed the connection without answering".to_string()
+                    }
+                    Ok(0) => "the backend closed the connection in the middle of the response head"
+                        .into(),
+                    Ok(_) => continue,
+                    Err(err) => format!("reading the response: {err}"),
+                };
+                return Err(Failure {
+                    reason: write_failure.unwrap_or(reason),
+                    replayable: conn.buf.is_empty() && idempotent && !body_touched,
+                });
+            }
+            Err(reason) => {
+                return Err(Failure {
+                    reason,
+                    replayable: false,
+                });
+            }
+        }
+    }
+}
+
+/// Why a request body did not reach the backend whole.
+enum BodyFailure {
+    /// The client's side: its body broke off or did not match its length.
+    Client(String),
+    /// Writing to the backend failed (it may have answered and closed).
+    Backend(String),
+}
+
+/// Streams the client's request body to the backend in `framing`.
+async fn send_body<B>(
+    conn: &BackendConn,
+    body: &mut B,
+    framing: RequestFraming,
+) -> Result<(), BodyFailure>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut sent: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            BodyFailure::Client(format!("reading the client's request body: {err}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers: HTTP/1.1 backends rarely want them; not forwarded.
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        let written = match framing {
+            RequestFraming::Length(length) if sent > length => {
+                return Err(BodyFailure::Client(
+                    "the client sent more body than its Content-Length".into(),
+                ));
+            }
+            RequestFraming::Chunked => {
+                let size = codec::chunk_size_line(data.len());
+                conn.write_all(&mut [
+                    IoSlice::new(&size),
+                    IoSlice::new(&data),
+                    IoSlice::new(b"\r\n"),
+                ])
+                .await
+            }
+            _ => conn.write_all(&mut [IoSlice::new(&data)]).await,
+        };
+        written.map_err(|err| BodyFailure::Backend(format!("sending the request body: {err}")))?;
+    }
+    match framing {
+        RequestFraming::Length(length) if sent != length => Err(BodyFailure::Client(
+            "the client's request body ended before its Content-Length".into(),
+        )),
+        RequestFraming::Chunked => conn
+            .write_all(&mut [IoSlice::new(codec::LAST_CHUNK)])
+            .await
+            .map_err(|err| BodyFailure::Backend(format!("sending the request body: {err}"))),
+        _ => Ok(()),
+    }
+}
+
+/// A backend response body, read from the backend connection as the
+/// client takes it. Once it has been read to its end, the connection goes
+/// back to the pool (if the backend allows keep-alive).
+#[derive(Debug)]
+pub(crate) struct BackendBody {
+    state: BodyState,
+}
+
+#[derive(Debug)]
+enum BodyState {
+    /// The whole body was already read; the connection is back in the pool.
+    Whole(Option<Bytes>),
+    /// More to read from the backend.
+    Reading {
+        conn: BackendConn,
+        framing: Reading,
+        /// Where the connection goes back to, when keep-alive is allowed.
+        pool: Option<(Arc<Upstreams>, Arc<str>)>,
+    },
+    /// Ended.
+    Done,
+}
+
+#[derive(Debug)]
+enum Reading {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// A backend broke off a response body.
+#[derive(Debug, thiserror::Error)]
+#[error("backend response body: {0}")]
+pub(crate) struct BackendBodyError(String);
+
+impl BackendBody {
+    fn new(
+        mut conn: BackendConn,
+        framing: ResponseFraming,
+        pool: Option<(Arc<Upstreams>, Arc<str>)>,
+    ) -> Self {
+        let framing = match framing {
+            // Most responses are small and arrive with their head: take
+            // the body whole and give the connection back at once.
+            ResponseFraming::Length(length) if (conn.buf.len() as u64) >= length => {
+                let body = conn.buf.split_to(length as usize).freeze();
+                release(conn, pool);
+                let body = (!body.is_empty()).then_some(body);
+                return BackendBody {
+                    state: BodyState::Whole(body),
+                };
+            }
+            ResponseFraming::Length(length) => Reading::Length(length),
+            ResponseFraming::Chunked => Reading::Chunked(ChunkedDecoder::default()),
+            ResponseFraming::UntilClose => Reading::UntilClose,
+        };
+        BackendBody {
+            state: BodyState::Reading {
+                conn,
+                framing,
+                pool,
+            },
+        }
+    }
+
+    /// Ends the body: the connection goes back to the pool.
+    fn finish(&mut self) {
+        if let BodyState::Reading { conn, pool, .. } =
+            std::mem::replace(&mut self.state, BodyState::Done)
+        {
+            release(conn, pool);
+        }
+    }
+}
+
+/// Puts `conn` back in its pool if keep-alive is allowed and the backend
+/// sent nothing past the response; otherwise it closes.
+fn release(conn: BackendConn, pool: Option<(Arc<Upstreams>, Arc<str>)>) {
+    if let Some((upstreams, address)) = pool {
+        if conn.buf.is_empty() {
+            upstreams.put_idle(&address, conn);
+        }
+    }
+}
+
+impl Body for BackendBody {
+    type Data = Bytes;
+    type Error = BackendBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            let (conn, framing) = match &mut this.state {
+                BodyState::Whole(body) => {
+                    return Poll::Ready(body.take().map(|b| Ok(Frame::data(b))));
+                }
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Reading { conn, framing, .. } => (conn, framing),
+            };
+            // Hand out what is buffered first.
+            let (data, ended) = match framing {
+                Reading::Length(left) => {
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(conn.buf.len());
+                    *left -= take as u64;
+                    let data = (take > 0).then(|| conn.buf.split_to(take).freeze());
+                    (data, *left == 0)
+                }
+                Reading::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
+                    Ok(data) => (data, decoder.is_done()),
+                    Err(reason) => {
+                        this.state = BodyState::Done;
+                        return Poll::Ready(Some(Err(BackendBodyError(reason))));
+                    }
+                },
+                Reading::UntilClose => {
+                    let data = (!conn.buf.is_empty()).then(|| conn.buf.split().freeze());
+                    (data, false)
+                }
+            };
+            if ended {
+                this.finish();
+                return Poll::Ready(data.map(|data| Ok(Frame::data(data))));
+            }
+            if let Some(data) = data {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let want = match framing {
+                Reading::Length(left) => usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .clamp(READ_SIZE, MAX_READ_SIZE),
+                _ => READ_SIZE,
+            };
+            match ready!(conn.poll_fill(cx, want)) {
+                Ok(0) if matches!(framing, Reading::UntilClose) => {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(Some(Err(BackendBodyError(
+                        "the backend closed the connection before the body ended".into(),
+                    ))));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(Some(Err(BackendBodyError(format!(
+                        "reading from the backend: {err}"
+                    )))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.state {
+            BodyState::Whole(body) => body.is_none(),
+            BodyState::Reading { .. } => false,
+            BodyState::Done => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            BodyState::Whole(Some(body)) => SizeHint::with_exact(body.len() as u64),
+            BodyState::Whole(None) | BodyState::Done => SizeHint::with_exact(0),
+            BodyState::Reading {
+                framing: Reading::Length(left),
+                ..
+            } => SizeHint::with_exact(*left),
+            BodyState::Reading { .. } => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+//! The backend client against scripted raw-TCP backends: what goes on the
+//! wire, how responses are framed, when connections are reused, and which
+//! failures a request survives.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http_body_util::{BodyExt as _, Empty, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// What a scripted backend does next on a connection.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Read one request, then write these bytes.
+    Answer(&'static [u8]),
+    /// Read one request, then close without answering.
+    ReadAndClose,
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+/// A backend on 127.0.0.1 whose `n`th accepted connection follows
+/// `scripts[n]`, then closes. Every request it reads is sent on `requests`.
+struct Scripted {
+    address: Arc<str>,
+    accepted: Arc<AtomicUsize>,
+    requests: mpsc::UnboundedReceiver<String>,
+}
+
+impl Scripted {
+    async fn start(scripts: Vec<Vec<Step>>) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: Arc<str> = listener.local_addr().unwrap().to_string().into();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (tx, requests) = mpsc::unbounded_channel();
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut scripts = VecDeque::from(scripts);
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let script = scripts.pop_front().unwrap_or_default();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    for step in script {
+                        let Some(request) = read_request(&mut stream, &mut pending).await else {
+                            return;
+                        };
+                        let _ = tx.send(request);
+                        match step {
+                            Step::Answer(bytes) => stream.write_all(bytes).await.unwrap(),
+                            Step::ReadAndClose => return,
+                        }
+                    }
+                });
+            }
+        });
+        Scripted {
+            address,
+            accepted,
+            requests,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request (head, and a Content-Length or chunked body).
+async fn read_request(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 4096];
+    let complete = |bytes: &[u8]| -> Option<usize> {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+        if head.contains("transfer-encoding: chunked") {
+            let body = &bytes[end..];
+            return body
+                .windows(5)
+                .position(|w| w == b"0\r\n\r\n")
+                .map(|p| end + p + 5);
+        }
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        (bytes.len() >= end + length).then_some(end + length)
+    };
+    loop {
+        if let Some(length) = complete(pending) {
+            let request: Vec<u8> = pending.drain(..length).collect();
+            return Some(String::from_utf8_lossy(&request).into_owned());
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn get(path: &str) -> Request<Empty<Bytes>> {
+    Request::get(path)
+        .header("host", "app")
+        .body(Empty::new())
+        .unwrap()
+}
+
+async fn send<B>(
+    upstreams: &Arc<Upstreams>,
+    backend: &Scripted,
+    request: Request<B>,
+) -> Result<Response<BackendBody>, SendError<B>>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    upstreams
+        .send(&backend.address, Duration::from_secs(5), request)
+        .await
+}
+
+async fn body_of(response: Response<BackendBody>) -> Result<Vec<u8>, BackendBodyError> {
+    Ok(response.into_body().collect().await?.to_bytes().to_vec())
+}
+
+fn failed<B>(result: Result<Response<BackendBody>, SendError<B>>) -> String {
+    match result {
+        Err(SendError::Failed(reason)) => reason,
+        Err(SendError::NotSent(reason, _)) => panic!("expected Failed, got NotSent: {reason}"),
+        Ok(response) => panic!("expected Failed, got {}", response.status()),
+    }
+}
+
+#[tokio::test]
+async fn a_connection_is_reused_for_the_next_request() {
+    let mut backend = Scripted::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]).await;
+    let upstreams = Arc::new(Upstreams::default());
+    for _ in 0..2 {
+        let response = send(&upstreams, &backend, get("/x?y=1")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(body_of(response).await.unwrap(), b"ok");
+    }
+    assert_eq!(backend.accepted(), 1);
+    let request = backend.requests.recv().await.unwrap();
+    assert_eq!(request, "GET /x?y=1 HTTP/1.1\r\nhost: app\r\n\r\n");
+}
+
+#[tokio::test]
+async fn a_chunked_body_streams_whole_and_the_connection_is_reused() {
+    const CHUNKED: &[u8] =
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let backend = Scripted::start(vec![vec![Step::Answer(CHUNKED), Step::Answer(OK)]]).await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    // The client gets the body re-framed from the data, not the chunk syntax.
+    assert!(response.headers().contains_key("transfer-encoding"));
+    assert_eq!(body_of(response).await.unwrap(), b"hello world");
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_close_is_read_to_the_end_and_the_connection_not_reused() {
+    let backend = Scripted::start(vec![
+        vec![Step::Answer(b"HTTP/1.1 200 OK\r\n\r\nall of it")],
+        vec![Step::Answer(OK)],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"all of it");
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(backend.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_head_response_has_no_body_whatever_its_content_length() {
+    let backend = Scripted::start(vec![vec![
+        Step::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"),
+        Step::Answer(OK),
+    ]])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let head = Request::head("/").body(Empty::<Bytes>::new()).unwrap();
+    let response = send(&upstreams, &backend, head).await.unwrap();
+    assert_eq!(response.headers()["content-length"], "1000");
+    assert!(response.body().is_end_stream());
+    assert_eq!(body_of(response).await.unwrap(), b"");
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test]
+async fn an_interim_100_continue_is_skipped() {
+    let backend = Scripted::start(vec![vec![Step::Answer(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+    )]])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let post = Request::post("/")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    let response = send(&upstreams, &backend, post).await.unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+/// A body of unknown length, as an HTTP/1.1 chunked upload arrives.
+#[derive(Debug)]
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_go_with_tlsgates_framing() {
+    let mut backend = Scripted::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]).await;
+    let upstreams = Arc::new(Upstreams::default());
+    let post = Request::post("/up")
+        .header("content-length", "999")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    send(&upstreams, &backend, post).await.unwrap();
+    assert_eq!(
+        backend.requests.recv().await.unwrap(),
+        "POST /up HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
+    );
+    let chunks = Chunks(VecDeque::from([
+        Bytes::from_static(b"hello"),
+        Bytes::from_static(b" world"),
+    ]));
+    let post = Request::post("/up").body(chunks).unwrap();
+    let response = send(&upstreams, &backend, post).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(
+        backend.requests.recv().await.unwrap(),
+        "POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    );
+}
+
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_the_backend_dropped_goes_again_on_a_fresh_one() {
+    let backend = Scripted::start(vec![
+        vec![Step::Answer(OK), Step::ReadAndClose],
+        vec![Step::Answer(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh",
+        )],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"fresh");
+    assert_eq!(backend.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_post_the_backend_dropped_is_not_replayed() {
+    let backend = Scripted::start(vec![
+        vec![Step::Answer(OK), Step::ReadAndClose],
+        vec![Step::Answer(OK)],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    body_of(response).await.unwrap();
+    let post = Request::post("/pay")
+        .body(Full::new(Bytes::from_static(b"once")))
+        .unwrap();
+    let reason = failed(send(&upstreams, &backend, post).await);
+    assert!(
+        reason.contains("closed the connection without answering"),
+        "{reason}"
+    );
+    assert_eq!(
+        backend.accepted(),
+        1,
+        "the POST must not reach a second connection"
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_connection_closed_without_an_answer_fails_the_request() {
+    let backend = Scripted::start(vec![vec![Step::ReadAndClose]]).await;
+    let upstreams = Arc::new(Upstreams::default());
+    let reason = failed(send(&upstreams, &backend, get("/")).await);
+    assert!(reason.contains(&*backend.address), "{reason}");
+    assert!(reason.contains("without answering"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_refused_connect_hands_the_request_back_unsent() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    drop(listener);
+    let upstreams = Arc::new(Upstreams::default());
+    let post = Request::post("/again")
+        .body(Full::new(Bytes::from_static(b"body")))
+        .unwrap();
+    match upstreams.send(&address, Duration::from_secs(5), post).await {
+        Err(SendError::NotSent(reason, request)) => {
+            assert!(reason.contains(&*address), "{reason}");
+            assert_eq!(request.uri(), "/again");
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"body");
+        }
+        Err(SendError::Failed(reason)) => panic!("expected NotSent, got Failed: {reason}"),
+        Ok(response) => panic!("expected NotSent, got {}", response.status()),
+    }
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_backend_is_an_error_not_a_short_body() {
+    let backend = Scripted::start(vec![vec![Step::Answer(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+    )]])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let err = body_of(response).await.unwrap_err();
+    assert!(err.to_string().contains("before the body ended"), "{err}");
+}
+
+#[tokio::test]
+async fn an_invalid_response_fails_the_request_with_the_reason() {
+    let backend = Scripted::start(vec![vec![Step::Answer(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\nx",
+    )]])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let reason = failed(send(&upstreams, &backend, get("/")).await);
+    assert!(reason.contains("conflicting Content-Length"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_large_body_arrives_whole_and_in_order() {
+    static LARGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let large = LARGE.get_or_init(|| {
+        let body: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+        let mut response =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        response.extend_from_slice(&body);
+        response
+    });
+    let backend = Scripted::start(vec![vec![Step::Answer(large), Step::Answer(OK)]]).await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/1m")).await.unwrap();
+    assert_eq!(response.body().size_hint().exact(), Some(1_048_576));
+    let body = body_of(response).await.unwrap();
+    assert_eq!(body.len(), 1_048_576);
+    assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(backend.accepted(), 1);
+}
