@@ -27,9 +27,13 @@ use tokio::sync::watch;
 
 use crate::stats::ListenerStats;
 
-/// How long a connection is quiet (no bytes either way, no request in
-/// flight) before its HTTP state is released.
-pub(crate) const PARK_AFTER: Duration = Duration::from_secs(1);
+/// How often an active connection looks whether it has been quiet (no
+/// bytes either way, no request in flight) since the last look; it parks
+/// between one and two of these after its last traffic. NGINX frees an
+/// idle connection's buffers at once; half a second keeps the cost of
+/// parking off connections that are between a browser's requests, and
+/// the look itself (a timer) off busy ones.
+pub(crate) const PARK_AFTER: Duration = Duration::from_millis(500);
 
 /// Counts requests between the service being called and its response
 /// being produced; the response body's streaming shows up as traffic.

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
+use crate::headers::{self, ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
 use crate::keepalive::{self, InFlight};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
@@ -415,6 +415,7 @@ async fn connection(
         Protocol::Http => {
             let facts = ConnectionFacts {
                 client: peer,
+                forwarded_for: headers::client_address_value(peer),
                 proto: "http",
                 port,
                 trusted,
@@ -483,6 +484,7 @@ async fn connection(
             };
             let facts = ConnectionFacts {
                 client: peer,
+                forwarded_for: headers::client_address_value(peer),
                 proto: "https",
                 port,
                 trusted,

@@ -332,7 +332,7 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
     );
     registry.register(
         "tlsgate_connections_parked",
-        "Open client connections idle with their HTTP buffers released (HTTP/1.1 keep-alive, quiet for 1 s)",
+        "Open client connections idle with their HTTP buffers released (HTTP/1.1 keep-alive, quiet for 0.5-1 s)",
         parked,
     );
     registry.register(
