@@ -93,6 +93,14 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let config: &ListenerConfig = &runtime.config;
     let (mut parts, body) = request.into_parts();
+    if parts.method == http::Method::CONNECT {
+        // A terminating proxy, not a forward proxy: no tunnels, and a
+        // backend must never be asked to open one on a pooled connection.
+        return local_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "tlsgate does not tunnel (CONNECT)",
+        );
+    }
     if headers::header_bytes(&parts.method, &parts.uri, &parts.headers)
         > config.limits.max_header_bytes
     {
@@ -139,7 +147,12 @@ async fn forward(
             };
             let address = Arc::clone(&lease.backend().address);
             match upstreams
-                .send(&address, config.timeouts.backend_connect, request)
+                .send(
+                    &address,
+                    config.timeouts.backend_connect,
+                    config.timeouts.request,
+                    request,
+                )
                 .await
             {
                 Ok(response) => return backend_response(response, lease),

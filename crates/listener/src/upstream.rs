@@ -56,7 +56,9 @@ pub(crate) enum SendError<B = Incoming> {
 /// One connection to a backend, with what was read from it and not yet used.
 #[derive(Debug)]
 struct BackendConn {
-    stream: TcpStream,
+    /// Shared with the task that finishes sending a request body when the
+    /// backend answered before reading it all.
+    stream: Arc<TcpStream>,
     buf: BytesMut,
 }
 
@@ -64,7 +66,11 @@ impl BackendConn {
     /// Reads what the backend has sent into the buffer. `Ok(0)`: the
     /// backend closed the connection.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        self.buf.reserve(want);
+        // Only when the room left is small: reserving on every read would
+        // allocate afresh each time a body frame still shares the buffer.
+        if self.buf.capacity() - self.buf.len() < READ_SIZE {
+            self.buf.reserve(want);
+        }
         loop {
             ready!(self.stream.poll_read_ready(cx))?;
             match self.stream.try_read_buf(&mut self.buf) {
@@ -78,27 +84,27 @@ impl BackendConn {
         std::future::poll_fn(|cx| self.poll_fill(cx, READ_SIZE)).await
     }
 
-    /// Writes all of `slices`, in as few syscalls as the socket allows.
-    async fn write_all(&self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let mut slices = slices;
-        while !slices.is_empty() {
-            self.stream.writable().await?;
-            match self.stream.try_write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    }
-
     /// Looks, without blocking, whether an idle connection is still usable:
     /// the backend has neither closed it nor sent anything unasked.
     fn is_reusable(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
     }
+}
+
+/// Writes all of `slices` to `stream`, in as few syscalls as it allows.
+async fn write_all(stream: &TcpStream, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut slices = slices;
+    while !slices.is_empty() {
+        stream.writable().await?;
+        match stream.try_write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 struct Idle {
@@ -147,6 +153,12 @@ impl Upstreams {
             since: Instant::now(),
         };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = idle.get_mut(&**address) {
+            // Oldest first: close the expired ones now rather than leave
+            // sockets the backend has closed sitting in the pool.
+            let expired = list.partition_point(|e| e.since.elapsed() >= IDLE_TIMEOUT);
+            list.drain(..expired);
+        }
         match idle.get_mut(&**address) {
             Some(list) if list.len() < MAX_IDLE_PER_BACKEND => list.push(entry),
             Some(_) => {}
@@ -165,7 +177,7 @@ impl Upstreams {
         // Requests are small and latency-bound; don't let Nagle hold them.
         let _ = stream.set_nodelay(true);
         Ok(BackendConn {
-            stream,
+            stream: Arc::new(stream),
             buf: BytesMut::new(),
         })
     }
@@ -177,14 +189,16 @@ impl Upstreams {
         self: &Arc<Self>,
         address: &Arc<str>,
         connect_timeout: Duration,
+        send_timeout: Duration,
         request: Request<B>,
     ) -> Result<Response<BackendBody>, SendError<B>>
     where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: std::fmt::Display + Send,
     {
-        let (parts, mut body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let framing = RequestFraming::of(body.is_end_stream(), body.size_hint().exact());
+        let mut body = Some(body);
         let mut head = Vec::with_capacity(512);
         codec::encode_request_head(
             &parts.method,
@@ -201,12 +215,32 @@ impl Upstreams {
                 None => match Self::connect(address, connect_timeout).await {
                     Ok(conn) => conn,
                     Err(reason) => {
-                        let request = Request::from_parts(parts, body);
-                        return Err(SendError::NotSent(reason, Box::new(request)));
+                        return Err(match body {
+                            Some(body) => SendError::NotSent(
+                                reason,
+                                Box::new(Request::from_parts(parts, body)),
+                            ),
+                            // Not reached: a request whose body went out is not retried.
+                            None => SendError::Failed(format!("{address}: {reason}")),
+                        });
                     }
                 },
             };
-            match exchange(&mut conn, &head, &mut body, framing, &parts.method).await {
+            let sent_body = if framing == RequestFraming::Empty {
+                None
+            } else {
+                body.take()
+            };
+            match exchange(
+                &mut conn,
+                &head,
+                sent_body,
+                framing,
+                &parts.method,
+                send_timeout,
+            )
+            .await
+            {
                 Ok((response, body_complete)) => {
                     let keep_alive = response.keep_alive && body_complete;
                     let body = BackendBody::new(
@@ -229,69 +263,53 @@ impl Upstreams {
 }
 
 /// Writes one request on `conn` and reads the response head. Also says
-/// whether the request body was sent whole (when the backend answers
-/// early, the rest is not sent and the connection is not reused).
+/// whether the request body was sent whole before the answer came.
+///
+/// The body is sent while the answer is awaited, as a backend may answer
+/// before reading it all (a 401 or 413, or a streaming echo whose output
+/// fills the socket while its input does). If the head arrives first, the
+/// rest of the body is sent by a task of its own, for at most
+/// `send_timeout`, and the connection is not reused.
 async fn exchange<B>(
     conn: &mut BackendConn,
     head: &[u8],
-    body: &mut B,
+    body: Option<B>,
     framing: RequestFraming,
     method: &Method,
+    send_timeout: Duration,
 ) -> Result<(codec::ResponseHead, bool), Failure>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: std::fmt::Display + Send,
 {
     let idempotent = method.is_idempotent();
-    if let Err(err) = conn.write_all(&mut [IoSlice::new(head)]).await {
+    if let Err(err) = write_all(&conn.stream, &mut [IoSlice::new(head)]).await {
         return Err(Failure {
             reason: format!("sending the request: {err}"),
             replayable: idempotent,
         });
     }
-    let body_touched = framing != RequestFraming::Empty;
-    // The body goes whole before the response is read, as NGINX and hyper
-    // send it; a backend that answers early and closes (a 413) fails the
-    // write, and its answer is still read and passed on.
+    let body_touched = body.is_some();
+    let mut sending = body.map(|body| Box::pin(send_body(Arc::clone(&conn.stream), body, framing)));
     let mut body_complete = true;
     let mut write_failure = None;
-    if body_touched {
-        match send_body(conn, body, framing).await {
-            Ok(()) => {}
-            Err(BodyFailure::Client(reason)) => {
-                return Err(Failure {
-                    reason,
-                    replayable: false,
-                });
-            }
-            Err(BodyFailure::Backend(reason)) => {
-                body_complete = false;
-                write_failure = Some(reason);
-            }
-        }
-    }
     loop {
         match codec::parse_response_head(&conn.buf, method) {
             Ok(Parsed::Complete(response, length)) => {
                 conn.buf.advance(length);
+                if let Some(rest) = sending {
+                    body_complete = false;
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(send_timeout, rest).await;
+                    });
+                }
                 return Ok((response, body_complete));
             }
-            Ok(Parsed::Interim(length)) => conn.buf.advance(length),
-            Ok(Parsed::Partial) => {
-                let reason = match conn.fill().await {
-                    Ok(0) if conn.buf.is_empty() => {
-                        "the backend closed the connection without answering".to_string()
-                    }
-                    Ok(0) => "the backend closed the connection in the middle of the response head"
-                        .into(),
-                    Ok(_) => continue,
-                    Err(err) => format!("reading the response: {err}"),
-                };
-                return Err(Failure {
-                    reason: write_failure.unwrap_or(reason),
-                    replayable: conn.buf.is_empty() && idempotent && !body_touched,
-                });
+            Ok(Parsed::Interim(length)) => {
+                conn.buf.advance(length);
+                continue;
             }
+            Ok(Parsed::Partial) => {}
             Err(reason) => {
                 return Err(Failure {
                     reason,
@@ -299,6 +317,42 @@ where
                 });
             }
         }
+        let read = match sending.as_mut() {
+            Some(send) => tokio::select! {
+                biased;
+                read = conn.fill() => read,
+                sent = send => {
+                    sending = None;
+                    match sent {
+                        Ok(()) => {}
+                        Err(BodyFailure::Client(reason)) => {
+                            return Err(Failure {
+                                reason,
+                                replayable: false,
+                            });
+                        }
+                        Err(BodyFailure::Backend(reason)) => {
+                            body_complete = false;
+                            write_failure = Some(reason);
+                        }
+                    }
+                    continue;
+                }
+            },
+            None => conn.fill().await,
+        };
+        let reason = match read {
+            Ok(0) if conn.buf.is_empty() => {
+                "the backend closed the connection without answering".to_string()
+            }
+            Ok(0) => "the backend closed the connection in the middle of the response head".into(),
+            Ok(_) => continue,
+            Err(err) => format!("reading the response: {err}"),
+        };
+        return Err(Failure {
+            reason: write_failure.unwrap_or(reason),
+            replayable: conn.buf.is_empty() && idempotent && !body_touched,
+        });
     }
 }
 
@@ -312,8 +366,8 @@ enum BodyFailure {
 
 /// Streams the client's request body to the backend in `framing`.
 async fn send_body<B>(
-    conn: &BackendConn,
-    body: &mut B,
+    stream: Arc<TcpStream>,
+    mut body: B,
     framing: RequestFraming,
 ) -> Result<(), BodyFailure>
 where
@@ -341,14 +395,17 @@ where
             }
             RequestFraming::Chunked => {
                 let size = codec::chunk_size_line(data.len());
-                conn.write_all(&mut [
-                    IoSlice::new(&size),
-                    IoSlice::new(&data),
-                    IoSlice::new(b"\r\n"),
-                ])
+                write_all(
+                    &stream,
+                    &mut [
+                        IoSlice::new(&size),
+                        IoSlice::new(&data),
+                        IoSlice::new(b"\r\n"),
+                    ],
+                )
                 .await
             }
-            _ => conn.write_all(&mut [IoSlice::new(&data)]).await,
+            _ => write_all(&stream, &mut [IoSlice::new(&data)]).await,
         };
         written.map_err(|err| BodyFailure::Backend(format!("sending the request body: {err}")))?;
     }
@@ -356,8 +413,7 @@ where
         RequestFraming::Length(length) if sent != length => Err(BodyFailure::Client(
             "the client's request body ended before its Content-Length".into(),
         )),
-        RequestFraming::Chunked => conn
-            .write_all(&mut [IoSlice::new(codec::LAST_CHUNK)])
+        RequestFraming::Chunked => write_all(&stream, &mut [IoSlice::new(codec::LAST_CHUNK)])
             .await
             .map_err(|err| BodyFailure::Backend(format!("sending the request body: {err}"))),
         _ => Ok(()),

@@ -748,3 +748,29 @@ async fn a_backend_slower_than_the_request_timeout_gets_504() {
         .unwrap();
     assert_eq!(response.status, StatusCode::OK, "{response:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_gets_405_and_never_reaches_a_backend() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let mut client = Client::connect(addr, fx.client_config(None, &[HTTP11]))
+        .await
+        .unwrap();
+    let response = client
+        .request(
+            http::Method::CONNECT,
+            "app.example:443",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(response.body.contains("CONNECT"), "{}", response.body);
+    // The same connection still serves ordinary requests, from the backend.
+    let response = client.get("/", &[]).await.unwrap();
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(backend.served(), 1, "only the GET reached the backend");
+}

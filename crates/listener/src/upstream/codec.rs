@@ -199,6 +199,9 @@ pub(crate) fn parse_response_head(buf: &[u8], method: &Method) -> Result<Parsed,
         // reused (RFC 9112 §6.3 ¶3: a smuggling attempt or a broken server).
         if headers.contains_key(header::CONTENT_LENGTH) {
             keep_alive = false;
+            // Not passed on with a body that is no longer chunk-coded
+            // (RFC 9112 §6.1).
+            headers.remove(header::CONTENT_LENGTH);
         }
         if last_coding_is_chunked(&headers) {
             ResponseFraming::Chunked
@@ -228,25 +231,29 @@ pub(crate) fn parse_response_head(buf: &[u8], method: &Method) -> Result<Parsed,
     ))
 }
 
-/// Does a comma-separated header (all its fields) list `token`?
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+/// The comma-separated elements of all of a header's fields, as bytes (a
+/// value with non-ASCII bytes still has its ASCII tokens read).
+fn tokens<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl DoubleEndedIterator<Item = &'a [u8]> {
     headers
         .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Does a comma-separated header (all its fields) list `token`?
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .rfind(|t| !t.is_empty())
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    tokens(headers, &header::TRANSFER_ENCODING)
+        .next_back()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The Content-Length, if any. Repeated values must agree (RFC 9110 §8.6).

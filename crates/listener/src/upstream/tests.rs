@@ -19,6 +19,9 @@ enum Step {
     Answer(&'static [u8]),
     /// Read one request, then close without answering.
     ReadAndClose,
+    /// Read one request head only, write these bytes (the whole answer,
+    /// however large), then read the request body and report its length.
+    AnswerBeforeBody(&'static [u8]),
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -47,13 +50,32 @@ impl Scripted {
                 tokio::spawn(async move {
                     let mut pending = Vec::new();
                     for step in script {
+                        if let Step::AnswerBeforeBody(bytes) = step {
+                            let mut chunk = vec![0u8; 65536];
+                            while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                                let n = stream.read(&mut chunk).await.unwrap();
+                                pending.extend_from_slice(&chunk[..n]);
+                            }
+                            stream.write_all(bytes).await.unwrap();
+                            let end =
+                                pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                            let mut body = pending.len() - end;
+                            loop {
+                                match stream.read(&mut chunk).await {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => body += n,
+                                }
+                            }
+                            let _ = tx.send(format!("body of {body} bytes"));
+                            return;
+                        }
                         let Some(request) = read_request(&mut stream, &mut pending).await else {
                             return;
                         };
                         let _ = tx.send(request);
                         match step {
                             Step::Answer(bytes) => stream.write_all(bytes).await.unwrap(),
-                            Step::ReadAndClose => return,
+                            Step::ReadAndClose | Step::AnswerBeforeBody(_) => return,
                         }
                     }
                 });
@@ -116,11 +138,16 @@ async fn send<B>(
     request: Request<B>,
 ) -> Result<Response<BackendBody>, SendError<B>>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: std::fmt::Display + Send,
 {
     upstreams
-        .send(&backend.address, Duration::from_secs(5), request)
+        .send(
+            &backend.address,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            request,
+        )
         .await
 }
 
@@ -314,7 +341,15 @@ async fn a_refused_connect_hands_the_request_back_unsent() {
     let post = Request::post("/again")
         .body(Full::new(Bytes::from_static(b"body")))
         .unwrap();
-    match upstreams.send(&address, Duration::from_secs(5), post).await {
+    match upstreams
+        .send(
+            &address,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            post,
+        )
+        .await
+    {
         Err(SendError::NotSent(reason, request)) => {
             assert!(reason.contains(&*address), "{reason}");
             assert_eq!(request.uri(), "/again");
@@ -369,4 +404,41 @@ async fn a_large_body_arrives_whole_and_in_order() {
     let response = send(&upstreams, &backend, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_backend_answering_before_reading_the_body_gets_it_while_its_answer_streams() {
+    // 4 MiB each way: more than both sockets' buffers hold, so sending the
+    // whole body before reading the answer would block both sides.
+    static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let answer = ANSWER.get_or_init(|| {
+        let mut bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 4194304\r\n\r\n".to_vec();
+        bytes.resize(bytes.len() + 4_194_304, b'a');
+        bytes
+    });
+    let mut backend = Scripted::start(vec![
+        vec![Step::AnswerBeforeBody(answer)],
+        vec![Step::Answer(OK)],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let upload = Request::post("/echo")
+        .body(Full::new(Bytes::from(vec![b'b'; 4_194_304])))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), async {
+        let response = send(&upstreams, &backend, upload).await.unwrap();
+        body_of(response).await.unwrap()
+    })
+    .await
+    .expect("no deadlock between the upload and the answer");
+    assert_eq!(response.len(), 4_194_304);
+    let received = tokio::time::timeout(Duration::from_secs(10), backend.requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received, "body of 4194304 bytes");
+    // That connection is not reused: the next request opens another.
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(backend.accepted(), 2);
 }

@@ -276,3 +276,22 @@ fn a_broken_chunked_body_is_an_error() {
             .contains("chunk-size line")
     );
 }
+
+#[test]
+fn with_transfer_encoding_a_content_length_is_not_passed_on() {
+    let (head, _) = complete(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100\r\n\r\n",
+        &Method::GET,
+    );
+    assert_eq!(head.framing, ResponseFraming::Chunked);
+    assert!(!head.parts.headers.contains_key("content-length"));
+}
+
+#[test]
+fn connection_tokens_are_read_from_values_with_non_ascii_bytes() {
+    let bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close, \x80x\r\n\r\n";
+    match parse_response_head(bytes, &Method::GET) {
+        Ok(Parsed::Complete(head, _)) => assert!(!head.keep_alive),
+        other => panic!("{other:?}"),
+    }
+}
