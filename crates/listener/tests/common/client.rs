@@ -277,3 +277,17 @@ pub async fn assert_refused(
         ),
     }
 }
+
+/// A TLS connection to `address` with nothing spoken on it yet, for tests
+/// that write raw HTTP bytes and watch exactly what comes back.
+pub async fn raw_tls(
+    address: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = ServerName::try_from(HOST_NAME).unwrap();
+    within("handshake", STEP, connector.connect(name, tcp))
+        .await
+        .unwrap()
+}

@@ -35,7 +35,7 @@ use tlsgate_test_pki::KeyKind;
 pub use backend::{Backend, Echo};
 #[allow(unused_imports)]
 pub use client::{
-    BoxError, Client, Response, Result, assert_refused, describe, get, get_ok, tls_error,
+    BoxError, Client, Response, Result, assert_refused, describe, get, get_ok, raw_tls, tls_error,
 };
 #[allow(unused_imports)]
 pub use openssl::{SClient, s_client};
