@@ -35,11 +35,21 @@ use codec::{ChunkedDecoder, Parsed, RequestFraming, ResponseFraming};
 /// the pool rarely hands out a connection the backend is about to close;
 /// when it does, the request is retried on a fresh connection.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// A connection idle for less than this is handed to a request that can be
+/// replayed without first looking whether the backend closed it (a read
+/// syscall per request, ~4 % of a small request's CPU): if it did, the
+/// request goes again on a fresh connection. Far below any backend's
+/// keep-alive timeout, so a backend that writes something (a 408) before it
+/// closes an idle connection has not done so yet.
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
 /// Idle connections kept per backend: enough for the concurrency of a busy
 /// HTTP/2 listener, whose streams each need a backend connection.
 const MAX_IDLE_PER_BACKEND: usize = 512;
 /// Room made in a connection's buffer before each read from a backend.
 const READ_SIZE: usize = 8 * 1024;
+/// Below this much room, a read first grows the buffer (by what it wants,
+/// `READ_SIZE` or more); above it, it reads into the room there is.
+const MIN_READ_ROOM: usize = 2 * 1024;
 /// The most read ahead for one large body frame.
 const MAX_READ_SIZE: usize = 64 * 1024;
 
@@ -60,6 +70,10 @@ struct BackendConn {
     /// backend answered before reading it all.
     stream: Arc<TcpStream>,
     buf: BytesMut,
+    /// Its last answer had no body by rule (to a HEAD, or a 204 or 304): a
+    /// broken backend may write one anyway, so the connection is looked at
+    /// before it is used again, however recently it was pooled.
+    look_before_reuse: bool,
 }
 
 impl BackendConn {
@@ -67,8 +81,10 @@ impl BackendConn {
     /// backend closed the connection.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         // Only when the room left is small: reserving on every read would
-        // allocate afresh each time a body frame still shares the buffer.
-        if self.buf.capacity() - self.buf.len() < READ_SIZE {
+        // allocate afresh each time a body frame still shares the buffer,
+        // and a pooled connection's buffer serves many small responses
+        // before it runs out of room.
+        if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
             self.buf.reserve(want);
         }
         loop {
@@ -134,11 +150,19 @@ struct Failure {
 }
 
 impl Upstreams {
-    fn take_idle(&self, address: &str) -> Option<BackendConn> {
+    /// The most recently used idle connection to `address` that is still
+    /// usable. `replayable`: the request can go again if the connection
+    /// turns out closed, so a recently used one is not probed.
+    fn take_idle(&self, address: &str, replayable: bool) -> Option<BackendConn> {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(address)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.is_reusable() {
+            let quiet = now.saturating_duration_since(entry.since);
+            if quiet < IDLE_TIMEOUT
+                && ((replayable && quiet < TRUSTED_IDLE && !entry.conn.look_before_reuse)
+                    || entry.conn.is_reusable())
+            {
                 return Some(entry.conn);
             }
         }
@@ -146,22 +170,27 @@ impl Upstreams {
     }
 
     fn put_idle(&self, address: &Arc<str>, mut conn: BackendConn) {
-        // An idle connection holds no buffer: there may be hundreds of them.
-        conn.buf = BytesMut::new();
-        let entry = Idle {
-            conn,
-            since: Instant::now(),
-        };
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = idle.get_mut(&**address) {
-            // Oldest first: close the expired ones now rather than leave
-            // sockets the backend has closed sitting in the pool.
-            let expired = list.partition_point(|e| e.since.elapsed() >= IDLE_TIMEOUT);
-            list.drain(..expired);
+        // An idle connection keeps at most a small read buffer (reused by
+        // its next response, rather than allocated afresh each time): there
+        // may be hundreds of idle connections.
+        if conn.buf.capacity() > READ_SIZE {
+            conn.buf = BytesMut::new();
         }
+        let now = Instant::now();
+        let entry = Idle { conn, since: now };
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         match idle.get_mut(&**address) {
-            Some(list) if list.len() < MAX_IDLE_PER_BACKEND => list.push(entry),
-            Some(_) => {}
+            Some(list) => {
+                // Oldest first: close the expired ones now rather than
+                // leave sockets the backend has closed sitting in the pool.
+                if let Some(cutoff) = now.checked_sub(IDLE_TIMEOUT) {
+                    let expired = list.partition_point(|e| e.since <= cutoff);
+                    list.drain(..expired);
+                }
+                if list.len() < MAX_IDLE_PER_BACKEND {
+                    list.push(entry);
+                }
+            }
             None => {
                 idle.insert(Arc::clone(address), vec![entry]);
             }
@@ -179,6 +208,7 @@ impl Upstreams {
         Ok(BackendConn {
             stream: Arc::new(stream),
             buf: BytesMut::new(),
+            look_before_reuse: false,
         })
     }
 
@@ -207,7 +237,8 @@ impl Upstreams {
             framing,
             &mut head,
         );
-        let mut pooled = self.take_idle(address);
+        let replayable = framing == RequestFraming::Empty && parts.method.is_idempotent();
+        let mut pooled = self.take_idle(address, replayable);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
@@ -243,6 +274,11 @@ impl Upstreams {
             {
                 Ok((response, body_complete)) => {
                     let keep_alive = response.keep_alive && body_complete;
+                    conn.look_before_reuse = parts.method == Method::HEAD
+                        || matches!(
+                            response.parts.status,
+                            http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+                        );
                     let body = BackendBody::new(
                         conn,
                         response.framing,

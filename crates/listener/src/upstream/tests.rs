@@ -22,6 +22,9 @@ enum Step {
     /// Read one request head only, write these bytes (the whole answer,
     /// however large), then read the request body and report its length.
     AnswerBeforeBody(&'static [u8]),
+    /// Close without reading anything (an idle connection the backend
+    /// drops), then say "closed" on `requests`.
+    Close,
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -50,6 +53,11 @@ impl Scripted {
                 tokio::spawn(async move {
                     let mut pending = Vec::new();
                     for step in script {
+                        if let Step::Close = step {
+                            drop(stream);
+                            let _ = tx.send("closed".to_string());
+                            return;
+                        }
                         if let Step::AnswerBeforeBody(bytes) = step {
                             let mut chunk = vec![0u8; 65536];
                             while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -75,7 +83,9 @@ impl Scripted {
                         let _ = tx.send(request);
                         match step {
                             Step::Answer(bytes) => stream.write_all(bytes).await.unwrap(),
-                            Step::ReadAndClose | Step::AnswerBeforeBody(_) => return,
+                            Step::ReadAndClose | Step::AnswerBeforeBody(_) | Step::Close => {
+                                return;
+                            }
                         }
                     }
                 });
@@ -220,8 +230,17 @@ async fn a_head_response_has_no_body_whatever_its_content_length() {
     assert_eq!(response.headers()["content-length"], "1000");
     assert!(response.body().is_end_stream());
     assert_eq!(body_of(response).await.unwrap(), b"");
+    let looks_before_reuse = || {
+        let idle = upstreams.idle.lock().unwrap();
+        idle[&backend.address][0].conn.look_before_reuse
+    };
+    assert!(
+        looks_before_reuse(),
+        "a HEAD answer may be followed by a stray body"
+    );
     let response = send(&upstreams, &backend, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert!(!looks_before_reuse());
     assert_eq!(backend.accepted(), 1);
 }
 
@@ -295,6 +314,53 @@ async fn a_get_on_a_pooled_connection_the_backend_dropped_goes_again_on_a_fresh_
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     let response = send(&upstreams, &backend, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"fresh");
+    assert_eq!(backend.accepted(), 2);
+}
+
+/// A GET on a connection pooled a moment ago is sent without first
+/// looking whether the backend closed it; when it did, the GET goes again.
+#[tokio::test]
+async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one() {
+    let mut backend = Scripted::start(vec![
+        vec![Step::Answer(OK), Step::Close],
+        vec![Step::Answer(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh",
+        )],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert_eq!(
+        backend.requests.recv().await.unwrap(),
+        "GET / HTTP/1.1\r\nhost: app\r\n\r\n"
+    );
+    assert_eq!(backend.requests.recv().await.unwrap(), "closed");
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"fresh");
+    assert_eq!(backend.accepted(), 2);
+}
+
+/// A POST cannot go again, so an idle connection is looked at before it
+/// gets one: the backend having closed it costs a fresh connection, not a
+/// failed request.
+#[tokio::test]
+async fn a_post_never_takes_a_connection_the_backend_closed_while_idle() {
+    let mut backend = Scripted::start(vec![
+        vec![Step::Answer(OK), Step::Close],
+        vec![Step::Answer(OK)],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    body_of(response).await.unwrap();
+    backend.requests.recv().await.unwrap();
+    assert_eq!(backend.requests.recv().await.unwrap(), "closed");
+    let post = Request::post("/pay")
+        .body(Full::new(Bytes::from_static(b"once")))
+        .unwrap();
+    let response = send(&upstreams, &backend, post).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 2);
 }
 
@@ -394,15 +460,35 @@ async fn a_large_body_arrives_whole_and_in_order() {
         response.extend_from_slice(&body);
         response
     });
-    let backend = Scripted::start(vec![vec![Step::Answer(large), Step::Answer(OK)]]).await;
+    let backend = Scripted::start(vec![vec![
+        Step::Answer(large),
+        Step::Answer(OK),
+        Step::Answer(OK),
+    ]])
+    .await;
     let upstreams = Arc::new(Upstreams::default());
+    let pooled_buffer = || {
+        let idle = upstreams.idle.lock().unwrap();
+        let pooled = &idle[&backend.address];
+        assert_eq!(pooled.len(), 1);
+        pooled[0].conn.buf.capacity()
+    };
     let response = send(&upstreams, &backend, get("/1m")).await.unwrap();
     assert_eq!(response.body().size_hint().exact(), Some(1_048_576));
     let body = body_of(response).await.unwrap();
     assert_eq!(body.len(), 1_048_576);
     assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    // An idle connection never keeps more than a small read buffer, however
+    // large the last answer was...
+    assert!(pooled_buffer() <= READ_SIZE);
     let response = send(&upstreams, &backend, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
+    assert!(pooled_buffer() <= READ_SIZE);
+    // ...and keeps that one for the next answer.
+    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    let capacity = pooled_buffer();
+    assert!(capacity > 0 && capacity <= READ_SIZE, "{capacity}");
     assert_eq!(backend.accepted(), 1);
 }
 
@@ -441,4 +527,32 @@ async fn a_backend_answering_before_reading_the_body_gets_it_while_its_answer_st
     let response = send(&upstreams, &backend, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 2);
+}
+
+/// A connection pooled a moment ago goes to a GET unprobed, except after an
+/// answer that has no body by rule (HEAD, 204, 304), which a broken backend
+/// may follow with one.
+#[tokio::test]
+async fn after_a_bodiless_answer_a_connection_is_looked_at_before_reuse() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    for look_before_reuse in [false, true] {
+        let client = TcpStream::connect(&*address).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let upstreams = Upstreams::default();
+        // The body the backend should not have sent, after the answer.
+        server.write_all(b"stray").await.unwrap();
+        client.readable().await.unwrap();
+        let conn = BackendConn {
+            stream: Arc::new(client),
+            buf: BytesMut::new(),
+            look_before_reuse,
+        };
+        upstreams.put_idle(&address, conn);
+        let handed_out = upstreams.take_idle(&address, true).is_some();
+        assert_eq!(
+            handed_out, !look_before_reuse,
+            "look_before_reuse: {look_before_reuse}"
+        );
+    }
 }
