@@ -100,6 +100,21 @@ impl BackendConn {
         std::future::poll_fn(|cx| self.poll_fill(cx, READ_SIZE)).await
     }
 
+    /// Drops tokio's note that the socket was readable, left from reading
+    /// the last answer (which stopped at its end, not at an empty socket).
+    /// Without it, the read after the next request goes to the kernel at
+    /// once and mostly finds nothing yet: a syscall per request.
+    ///
+    /// Only while no request is outstanding on the connection: anything
+    /// the backend sends after this answers a request written after it, and
+    /// arrives as a new readiness event. A close arrives as one too, and
+    /// tokio never forgets a closed socket's read-closed state.
+    fn forget_read_readiness(&self) {
+        let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+    }
+
     /// Looks, without blocking, whether an idle connection is still usable:
     /// the backend has neither closed it nor sent anything unasked.
     fn is_reusable(&self) -> bool {
@@ -159,10 +174,14 @@ impl Upstreams {
         let list = idle.get_mut(address)?;
         while let Some(entry) = list.pop() {
             let quiet = now.saturating_duration_since(entry.since);
-            if quiet < IDLE_TIMEOUT
-                && ((replayable && quiet < TRUSTED_IDLE && !entry.conn.look_before_reuse)
-                    || entry.conn.is_reusable())
-            {
+            if quiet >= IDLE_TIMEOUT {
+                continue;
+            }
+            if replayable && quiet < TRUSTED_IDLE && !entry.conn.look_before_reuse {
+                entry.conn.forget_read_readiness();
+                return Some(entry.conn);
+            }
+            if entry.conn.is_reusable() {
                 return Some(entry.conn);
             }
         }
