@@ -234,11 +234,14 @@ impl Upstreams {
     /// Sends `request` to `address`, reusing an idle connection when there
     /// is one. When a pooled connection turns out closed by the backend,
     /// the request goes again on a fresh connection if that is safe.
+    /// `request_timeout` (`timeouts.request`) bounds sending the rest of a
+    /// body the backend answered early, and each wait for the next byte of
+    /// the response body.
     pub(crate) async fn send<B>(
         self: &Arc<Self>,
         address: &Arc<str>,
         connect_timeout: Duration,
-        send_timeout: Duration,
+        request_timeout: Duration,
         request: Request<B>,
     ) -> Result<Response<BackendBody>, SendError<B>>
     where
@@ -287,7 +290,7 @@ impl Upstreams {
                 sent_body,
                 framing,
                 &parts.method,
-                send_timeout,
+                request_timeout,
             )
             .await
             {
@@ -302,6 +305,7 @@ impl Upstreams {
                         conn,
                         response.framing,
                         keep_alive.then(|| (Arc::clone(self), Arc::clone(address))),
+                        request_timeout,
                     );
                     return Ok(Response::from_parts(response.parts, body));
                 }
@@ -493,9 +497,55 @@ enum BodyState {
         framing: Reading,
         /// Where the connection goes back to, when keep-alive is allowed.
         pool: Option<(Arc<Upstreams>, Arc<str>)>,
+        silence: Silence,
     },
     /// Ended.
     Done,
+}
+
+/// How long a response body may wait for its next byte from the backend
+/// (NGINX's `proxy_read_timeout`): a backend that stalls mid-body must not
+/// hold the client's stream, and the connection, forever.
+#[derive(Debug)]
+struct Silence {
+    limit: Duration,
+    /// Made on the first wait: most bodies never wait.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame went out since the timer was set: the next wait counts
+    /// afresh (the client may have taken its time to want more).
+    rearm: bool,
+}
+
+impl Silence {
+    fn new(limit: Duration) -> Self {
+        Silence {
+            limit,
+            timer: None,
+            rearm: false,
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.rearm = true;
+    }
+
+    /// Polled while the backend has nothing to read: ready once it has
+    /// been silent for the limit.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.rearm {
+            self.rearm = false;
+            if let Some(timer) = &mut self.timer {
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.limit);
+            }
+        }
+        let limit = self.limit;
+        self.timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
+            .as_mut()
+            .poll(cx)
+    }
 }
 
 #[derive(Debug)]
@@ -511,10 +561,12 @@ enum Reading {
 pub(crate) struct BackendBodyError(String);
 
 impl BackendBody {
+    /// `read_timeout`: the longest wait for the next byte of the body.
     fn new(
         mut conn: BackendConn,
         framing: ResponseFraming,
         pool: Option<(Arc<Upstreams>, Arc<str>)>,
+        read_timeout: Duration,
     ) -> Self {
         let framing = match framing {
             // Most responses are small and arrive with their head: take
@@ -536,6 +588,7 @@ impl BackendBody {
                 conn,
                 framing,
                 pool,
+                silence: Silence::new(read_timeout),
             },
         }
     }
@@ -570,12 +623,17 @@ impl Body for BackendBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         loop {
-            let (conn, framing) = match &mut this.state {
+            let (conn, framing, silence) = match &mut this.state {
                 BodyState::Whole(body) => {
                     return Poll::Ready(body.take().map(|b| Ok(Frame::data(b))));
                 }
                 BodyState::Done => return Poll::Ready(None),
-                BodyState::Reading { conn, framing, .. } => (conn, framing),
+                BodyState::Reading {
+                    conn,
+                    framing,
+                    silence,
+                    ..
+                } => (conn, framing, silence),
             };
             // Hand out what is buffered first.
             let (data, ended) = match framing {
@@ -604,6 +662,7 @@ impl Body for BackendBody {
                 return Poll::Ready(data.map(|data| Ok(Frame::data(data))));
             }
             if let Some(data) = data {
+                silence.progressed();
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
             let want = match framing {
@@ -612,7 +671,20 @@ impl Body for BackendBody {
                     .clamp(READ_SIZE, MAX_READ_SIZE),
                 _ => READ_SIZE,
             };
-            match ready!(conn.poll_fill(cx, want)) {
+            let filled = match conn.poll_fill(cx, want) {
+                Poll::Ready(filled) => filled,
+                Poll::Pending => {
+                    if silence.poll_expired(cx).is_ready() {
+                        let limit = silence.limit;
+                        this.state = BodyState::Done;
+                        return Poll::Ready(Some(Err(BackendBodyError(format!(
+                            "the backend sent nothing for {limit:?} in the middle of the body (timeouts.request)"
+                        )))));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match filled {
                 Ok(0) if matches!(framing, Reading::UntilClose) => {
                     this.state = BodyState::Done;
                     return Poll::Ready(None);

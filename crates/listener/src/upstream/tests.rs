@@ -25,6 +25,11 @@ enum Step {
     /// Close without reading anything (an idle connection the backend
     /// drops), then say "closed" on `requests`.
     Close,
+    /// Read one request, write these bytes, then go silent with the
+    /// connection open until the client closes it.
+    AnswerThenStall(&'static [u8]),
+    /// Read one request, write the head, then the body a byte every 100 ms.
+    Trickle(&'static [u8], &'static [u8]),
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -83,6 +88,19 @@ impl Scripted {
                         let _ = tx.send(request);
                         match step {
                             Step::Answer(bytes) => stream.write_all(bytes).await.unwrap(),
+                            Step::AnswerThenStall(bytes) => {
+                                stream.write_all(bytes).await.unwrap();
+                                let mut rest = Vec::new();
+                                let _ = stream.read_to_end(&mut rest).await;
+                                return;
+                            }
+                            Step::Trickle(head, body) => {
+                                stream.write_all(head).await.unwrap();
+                                for byte in body.chunks(1) {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    stream.write_all(byte).await.unwrap();
+                                }
+                            }
                             Step::ReadAndClose | Step::AnswerBeforeBody(_) | Step::Close => {
                                 return;
                             }
@@ -555,4 +573,37 @@ async fn after_a_bodiless_answer_a_connection_is_looked_at_before_reuse() {
             "look_before_reuse: {look_before_reuse}"
         );
     }
+}
+
+/// A backend that stops sending in the middle of a body fails the body
+/// after `timeouts.request` of silence instead of holding it open forever;
+/// one that keeps sending, however slowly, is not cut off.
+#[tokio::test]
+async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
+    let backend = Scripted::start(vec![
+        vec![Step::AnswerThenStall(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+        )],
+        vec![Step::Trickle(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n",
+            b"slowly",
+        )],
+    ])
+    .await;
+    let upstreams = Arc::new(Upstreams::default());
+    let limit = Duration::from_millis(400);
+    let send = |request| upstreams.send(&backend.address, limit, limit, request);
+    let response = send(get("/stalls")).await.unwrap();
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(10), body_of(response))
+        .await
+        .expect("the stalled body never ended")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sent nothing for 400ms"), "{err}");
+    assert!(started.elapsed() >= limit);
+    // 600 ms in all, 100 ms between bytes: longer than the limit, but never
+    // silent for it.
+    let response = send(get("/trickles")).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"slowly");
 }
