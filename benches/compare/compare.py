@@ -449,8 +449,11 @@ class Window:
         not with the proxy alone (softirq, other processes); G: the load
         generator's core was full; -: neither."""
         if self.proxy_util >= SATURATED:
-            return "P"
-        out = "p" if self.proxy_core_util >= SATURATED else ""
+            out = "P"
+        else:
+            out = "p" if self.proxy_core_util >= SATURATED else ""
+        # Both cores full (PG): the rate is bounded by the load generator's
+        # core as much as by the proxy, so no proxy can go much faster.
         if self.gen_core_util >= SATURATED:
             out += "G"
         return out or "-"
@@ -962,7 +965,7 @@ def done_criteria(results: Results) -> list[str]:
         rate_ok = t >= 2 * n
         # Where the load generator saturated instead of tlsgate, the rate
         # says little; CPU per handshake still compares.
-        cpu_ok = lim("tlsgate", key) != "P" and tc <= 0.5 * nc
+        cpu_ok = not lim("tlsgate", key).startswith("P") and tc <= 0.5 * nc
         check(f"{label} ≥ 2× NGINX, or proxy CPU per handshake ≤ ½ NGINX's where the load generator saturates",
               rate_ok or cpu_ok, f"rate ×{t / n:.2f}, CPU per handshake ×{tc / nc:.2f}")
     t, n, h = v("tlsgate", "h1_rps"), v("nginx", "h1_rps"), v("haproxy", "h1_rps")
@@ -1063,7 +1066,8 @@ def report(results: Results, opts, proxies: list[str], started: str, versions: l
         "Limited by, for each proxy in column order: `P` the proxy used ≥ 85 % of its core (CPU 0); "
         "`p` CPU 0 was ≥ 85 % busy but not all with the proxy (kernel softirq for loopback traffic, "
         "other processes); `G` the load generator's core (CPU 1: load generator + backends) was ≥ 85 % busy; "
-        "`-` neither (latency or concurrency bound). Then proxy CPU % / CPU 0 busy % / CPU 1 busy %. "
+        "`-` neither (latency or concurrency bound); `PG` both cores full, so the rate is bounded by the load "
+        "generator's core too and the CPU-per-work rows compare the proxies. Then proxy CPU % / CPU 0 busy % / CPU 1 busy %. "
         "Where the proxy is not the limit, its rate is a floor and the CPU-per-work rows are the fair comparison. "
         "`!`: other processes used more than 10 % of a core during that run (see below).",
         "",

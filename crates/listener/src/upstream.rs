@@ -17,6 +17,7 @@ mod codec;
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -36,11 +37,12 @@ use codec::{ChunkedDecoder, Parsed, RequestFraming, ResponseFraming};
 /// when it does, the request is retried on a fresh connection.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// A connection idle for less than this is handed to a request that can be
-/// replayed without first looking whether the backend closed it (a read
-/// syscall per request, ~4 % of a small request's CPU): if it did, the
-/// request goes again on a fresh connection. Far below any backend's
-/// keep-alive timeout, so a backend that writes something (a 408) before it
-/// closes an idle connection has not done so yet.
+/// replayed without the peek that looks whether the backend closed it (a
+/// syscall per request, ~4 % of a small request's CPU), when tokio has seen
+/// no readiness on it since it was pooled: a close, or bytes nobody asked
+/// for, raise one. What slips past (an event the runtime has not collected
+/// yet) is a close the request is retried from like any stale connection,
+/// or, rarely, stray bytes that fail the request with 502.
 const TRUSTED_IDLE: Duration = Duration::from_secs(1);
 /// Idle connections kept per backend: enough for the concurrency of a busy
 /// HTTP/2 listener, whose streams each need a backend connection.
@@ -74,6 +76,10 @@ struct BackendConn {
     /// broken backend may write one anyway, so the connection is looked at
     /// before it is used again, however recently it was pooled.
     look_before_reuse: bool,
+    /// The buffer was grown past `READ_SIZE` for a large body. Its
+    /// `capacity()` then says little about the allocation behind it (a
+    /// view's tail of up to `MAX_READ_SIZE` or more), so it is not kept idle.
+    grown: bool,
 }
 
 impl BackendConn {
@@ -85,6 +91,7 @@ impl BackendConn {
         // and a pooled connection's buffer serves many small responses
         // before it runs out of room.
         if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
+            self.grown |= want > READ_SIZE;
             self.buf.reserve(want);
         }
         loop {
@@ -100,26 +107,38 @@ impl BackendConn {
         std::future::poll_fn(|cx| self.poll_fill(cx, READ_SIZE)).await
     }
 
-    /// Drops tokio's note that the socket was readable, left from reading
-    /// the last answer (which stopped at its end, not at an empty socket).
-    /// Without it, the read after the next request goes to the kernel at
-    /// once and mostly finds nothing yet: a syscall per request.
-    ///
-    /// Only while no request is outstanding on the connection: anything
-    /// the backend sends after this answers a request written after it, and
-    /// arrives as a new readiness event. A close arrives as one too, and
-    /// tokio never forgets a closed socket's read-closed state.
+    /// Drops tokio's note that the socket was readable. Only while no
+    /// request is outstanding: whatever the backend does after this (an
+    /// answer to a request written later, a close, stray bytes) arrives as
+    /// a new readiness event, and tokio never forgets a closed socket's
+    /// read-closed state. Without it, the read after the next request
+    /// goes to the kernel at once and mostly finds nothing yet: a syscall
+    /// per request.
     fn forget_read_readiness(&self) {
         let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
             Err::<(), _>(io::ErrorKind::WouldBlock.into())
         });
     }
 
+    /// Whether tokio has seen the socket readable since
+    /// [`forget_read_readiness`](Self::forget_read_readiness), without a
+    /// syscall.
+    fn readable_since_pooled(&self) -> bool {
+        self.stream
+            .try_io(tokio::io::Interest::READABLE, || Ok(()))
+            .is_ok()
+    }
+
     /// Looks, without blocking, whether an idle connection is still usable:
-    /// the backend has neither closed it nor sent anything unasked.
+    /// the backend has neither closed it nor sent anything unasked. A peek
+    /// straight to the kernel: tokio's own reads skip the syscall while it
+    /// holds no readiness, which put_idle dropped.
     fn is_reusable(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(&*self.stream).peek(&mut probe),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock
+        )
     }
 }
 
@@ -177,8 +196,11 @@ impl Upstreams {
             if quiet >= IDLE_TIMEOUT {
                 continue;
             }
-            if replayable && quiet < TRUSTED_IDLE && !entry.conn.look_before_reuse {
-                entry.conn.forget_read_readiness();
+            if replayable
+                && quiet < TRUSTED_IDLE
+                && !entry.conn.look_before_reuse
+                && !entry.conn.readable_since_pooled()
+            {
                 return Some(entry.conn);
             }
             if entry.conn.is_reusable() {
@@ -192,9 +214,16 @@ impl Upstreams {
         // An idle connection keeps at most a small read buffer (reused by
         // its next response, rather than allocated afresh each time): there
         // may be hundreds of idle connections.
-        if conn.buf.capacity() > READ_SIZE {
+        if conn.grown || conn.buf.capacity() > READ_SIZE {
             conn.buf = BytesMut::new();
+            conn.grown = false;
         }
+        // Nothing is outstanding now: tokio's note that the socket was
+        // readable is left from reading this answer (which stopped at its
+        // end, not at an empty socket). Dropped here, a note found at reuse
+        // means the backend did something while idle: closed, or sent
+        // bytes nobody asked for.
+        conn.forget_read_readiness();
         let now = Instant::now();
         let entry = Idle { conn, since: now };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,6 +257,7 @@ impl Upstreams {
             stream: Arc::new(stream),
             buf: BytesMut::new(),
             look_before_reuse: false,
+            grown: false,
         })
     }
 
@@ -345,7 +375,9 @@ where
     if let Err(err) = write_all(&conn.stream, &mut [IoSlice::new(head)]).await {
         return Err(Failure {
             reason: format!("sending the request: {err}"),
-            replayable: idempotent,
+            // The body was handed to this exchange and is dropped with it:
+            // a retry could only send the head.
+            replayable: idempotent && body.is_none(),
         });
     }
     let body_touched = body.is_some();
@@ -695,7 +727,7 @@ impl Body for BackendBody {
                         "the backend closed the connection before the body ended".into(),
                     ))));
                 }
-                Ok(_) => {}
+                Ok(_) => silence.progressed(),
                 Err(err) => {
                     this.state = BodyState::Done;
                     return Poll::Ready(Some(Err(BackendBodyError(format!(
