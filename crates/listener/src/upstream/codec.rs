@@ -332,11 +332,18 @@ impl ChunkedDecoder {
                         return Ok(None);
                     };
                     let size = line[..].split(|b| *b == b';').next().unwrap_or_default();
-                    let size = std::str::from_utf8(size).unwrap_or("").trim();
-                    let size = (!size.is_empty() && size.len() <= 16)
-                        .then(|| u64::from_str_radix(size, 16).ok())
-                        .flatten()
-                        .ok_or_else(|| format!("invalid chunk size {size:?}"))?;
+                    // 1*HEXDIG, then optional whitespace before any extension
+                    // (RFC 9112 §7.1): no sign, no leading space, as a
+                    // smuggling-resistant parser must read it.
+                    let size = std::str::from_utf8(size)
+                        .unwrap_or("")
+                        .trim_end_matches([' ', '\t']);
+                    let size = (!size.is_empty()
+                        && size.len() <= 16
+                        && size.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| u64::from_str_radix(size, 16).ok())
+                    .flatten()
+                    .ok_or_else(|| format!("invalid chunk size {size:?}"))?;
                     self.state = if size == 0 {
                         ChunkState::Trailers
                     } else {

@@ -335,8 +335,9 @@ async fn a_get_on_a_pooled_connection_the_backend_dropped_goes_again_on_a_fresh_
     assert_eq!(backend.accepted(), 2);
 }
 
-/// A GET on a connection pooled a moment ago is sent without first
-/// looking whether the backend closed it; when it did, the GET goes again.
+/// A GET on a connection the backend closed while it sat in the pool gets
+/// a fresh connection, however recently that one was used: the close is an
+/// event tokio saw, so the pooled connection is looked at and dropped.
 #[tokio::test]
 async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one() {
     let mut backend = Scripted::start(vec![

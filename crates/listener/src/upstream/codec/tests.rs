@@ -232,7 +232,7 @@ fn decode_all(decoder: &mut ChunkedDecoder, buf: &mut BytesMut) -> Result<Vec<u8
 #[test]
 fn a_chunked_body_decodes_whole_or_byte_by_byte() {
     let wire =
-        b"5;ext=1\r\nhello\r\n19\r\n, chunked world, 25 bytes\r\n0\r\ntrailer: x\r\n\r\nNEXT";
+        b"5;ext=1\r\nhello\r\n19 ; ext\r\n, chunked world, 25 bytes\r\n0\r\ntrailer: x\r\n\r\nNEXT";
     let mut decoder = ChunkedDecoder::default();
     let mut buf = BytesMut::from(&wire[..]);
     assert_eq!(
@@ -261,6 +261,9 @@ fn a_broken_chunked_body_is_an_error() {
         (&b"zz\r\n"[..], "invalid chunk size"),
         (b"\r\n", "invalid chunk size"),
         (b"11111111111111111\r\n", "invalid chunk size"),
+        (b"+5\r\nhello\r\n", "invalid chunk size"),
+        (b" 5\r\nhello\r\n", "invalid chunk size"),
+        (b"0x5\r\nhello\r\n", "invalid chunk size"),
         (b"2\r\nabc\r\n", "longer than its size"),
     ] {
         let mut decoder = ChunkedDecoder::default();
