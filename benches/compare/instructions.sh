@@ -5,6 +5,8 @@
 # instructions tlsgate executes per request repeat to within about 1 %, so
 # this is the figure to compare two builds with when a change is smaller
 # than the noise (kernel work is not counted: check syscalls with strace).
+# The count includes the handshakes of h2load's 50 connections: compare
+# builds at the same request count.
 #
 #   benches/compare/instructions.sh [h1|h2] [REQUESTS] [TLSGATE_BINARY]
 #
