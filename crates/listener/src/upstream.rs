@@ -309,21 +309,26 @@ impl Upstreams {
                     }
                 },
             };
-            let sent_body = if framing == RequestFraming::Empty {
+            let mut sent_body = if framing == RequestFraming::Empty {
                 None
             } else {
                 body.take()
             };
-            match exchange(
+            let result = exchange(
                 &mut conn,
                 &head,
-                sent_body,
+                &mut sent_body,
                 framing,
                 &parts.method,
                 request_timeout,
             )
-            .await
-            {
+            .await;
+            // Still here when the head could not be written: the body can
+            // go again with it.
+            if sent_body.is_some() {
+                body = sent_body;
+            }
+            match result {
                 Ok((response, body_complete)) => {
                     let keep_alive = response.keep_alive && body_complete;
                     conn.look_before_reuse = parts.method == Method::HEAD
@@ -358,11 +363,12 @@ impl Upstreams {
 /// before reading it all (a 401 or 413, or a streaming echo whose output
 /// fills the socket while its input does). If the head arrives first, the
 /// rest of the body is sent by a task of its own, for at most
-/// `send_timeout`, and the connection is not reused.
+/// `send_timeout`, and the connection is not reused. `body` is taken only
+/// once the head is written.
 async fn exchange<B>(
     conn: &mut BackendConn,
     head: &[u8],
-    body: Option<B>,
+    body: &mut Option<B>,
     framing: RequestFraming,
     method: &Method,
     send_timeout: Duration,
@@ -375,11 +381,13 @@ where
     if let Err(err) = write_all(&conn.stream, &mut [IoSlice::new(head)]).await {
         return Err(Failure {
             reason: format!("sending the request: {err}"),
-            // The body was handed to this exchange and is dropped with it:
-            // a retry could only send the head.
-            replayable: idempotent && body.is_none(),
+            // Whatever the method: the backend got at most part of the
+            // head, not a request it could act on, and the body is still
+            // the caller's.
+            replayable: true,
         });
     }
+    let body = body.take();
     let body_touched = body.is_some();
     let mut sending = body.map(|body| Box::pin(send_body(Arc::clone(&conn.stream), body, framing)));
     let mut body_complete = true;

@@ -657,3 +657,42 @@ async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
         .unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"slowly");
 }
+
+/// A pooled connection that fails while the request head is written never
+/// delivered a request the backend could act on: the request goes again on
+/// a fresh connection with its body, whatever its method.
+#[tokio::test]
+async fn a_post_whose_head_could_not_be_written_goes_again_with_its_body() {
+    let mut backend = Scripted::start(vec![vec![Step::Answer(OK)]]).await;
+    let upstreams = Arc::new(Upstreams::default());
+    // A pooled connection that looks fine (nothing to read) but cannot be
+    // written to: its sending side is shut.
+    let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(elsewhere.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (_peer, _) = elsewhere.accept().await.unwrap();
+    socket2::SockRef::from(&client)
+        .shutdown(std::net::Shutdown::Write)
+        .unwrap();
+    upstreams.put_idle(
+        &backend.address,
+        BackendConn {
+            stream: Arc::new(client),
+            buf: BytesMut::new(),
+            look_before_reuse: false,
+            grown: false,
+        },
+    );
+    let post = Request::post("/pay")
+        .body(Full::new(Bytes::from_static(b"once")))
+        .unwrap();
+    let response = send(&upstreams, &backend, post).await.unwrap();
+    assert_eq!(body_of(response).await.unwrap(), b"ok");
+    let request = backend.requests.recv().await.unwrap();
+    assert!(
+        request.starts_with("POST /pay HTTP/1.1\r\n") && request.ends_with("\r\n\r\nonce"),
+        "{request:?}"
+    );
+    assert_eq!(backend.accepted(), 1);
+}
