@@ -2,7 +2,8 @@
 # User-space instructions per proxied request, counted by callgrind.
 #
 # Requests per second on a shared VM drift by 10-30 % between runs; the
-# instructions tlsgate executes per request repeat to within about 1 %, so
+# instructions tlsgate executes per request repeat to within about 1 % for
+# h2 (h1 lands on one of two values 3-4 % apart: run it twice), so
 # this is the figure to compare two builds with when a change is smaller
 # than the noise (kernel work is not counted: check syscalls with strace).
 # The count includes the handshakes of h2load's 50 connections: compare

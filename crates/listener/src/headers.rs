@@ -35,9 +35,8 @@ const OWNED: [HeaderName; 9] = [
     CLIENT_CERT,
 ];
 
-const HOP_BY_HOP_COUNT: usize = 8;
 /// Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only.
-const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -115,39 +114,61 @@ pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names finds which hop-by-hop headers are there
-    // (usually none, or a backend's `Connection: keep-alive`): each removal
-    // hashes, so only those present are removed.
-    let mut present = [false; HOP_BY_HOP_COUNT];
+/// The comma-separated elements of all of a header's fields, as bytes (a
+/// value with non-ASCII bytes still has its ASCII tokens read).
+pub(crate) fn tokens<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl DoubleEndedIterator<Item = &'a [u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Which of `names` the message carries, found in one pass over its names:
+/// most messages carry none of a list, and each removal hashes.
+fn present<const N: usize>(headers: &HeaderMap, names: &[HeaderName; N]) -> [bool; N] {
+    let mut present = [false; N];
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = names.iter().position(|n| n == name) {
             present[i] = true;
         }
     }
-    if !present.contains(&true) {
+    present
+}
+
+/// Removes the `names` that [`present`] found.
+fn remove_present<const N: usize>(
+    headers: &mut HeaderMap,
+    names: &[HeaderName; N],
+    present: [bool; N],
+) {
+    for (name, _) in names.iter().zip(present).filter(|(_, here)| *here) {
+        headers.remove(name);
+    }
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let found = present(headers, &HOP_BY_HOP);
+    if !found.contains(&true) {
         return;
     }
     // Other headers the `Connection` header names; `close` and `keep-alive`
     // (the usual values) name nothing beyond HOP_BY_HOP.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii))
+    let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
         .filter(|token| {
-            !token.is_empty()
-                && !token.eq_ignore_ascii_case(b"close")
-                && !token.eq_ignore_ascii_case(b"keep-alive")
+            !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive")
         })
         .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
     for name in &named {
         headers.remove(name);
     }
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
-        headers.remove(name);
-    }
+    remove_present(headers, &HOP_BY_HOP, found);
     // `TE: trailers` is the one TE value allowed end to end; requests
     // rarely need it and backends are HTTP/1.1, so it is dropped above.
 }
@@ -183,13 +204,8 @@ pub(crate) fn rewrite_request(headers: &mut HeaderMap, facts: &ConnectionFacts) 
         .ok(),
         _ => Some(facts.forwarded_for.clone()),
     };
-    // Most requests carry none of these: one pass over the names is
-    // cheaper than a hashed removal for each.
-    if headers.keys().any(|name| OWNED.contains(name)) {
-        for name in &OWNED {
-            headers.remove(name);
-        }
-    }
+    let found = present(headers, &OWNED);
+    remove_present(headers, &OWNED, found);
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }

@@ -29,7 +29,7 @@ pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
 /// (for `wlc`) until the client has read it all.
 struct LeasedBody {
     inner: BackendBody,
-    _lease: Lease,
+    lease: Lease,
 }
 
 impl Body for LeasedBody {
@@ -40,9 +40,13 @@ impl Body for LeasedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map_err(|err| Box::new(err) as BodyError)
+        let this = &mut *self;
+        Pin::new(&mut this.inner).poll_frame(cx).map_err(|err| {
+            // The client sees only a body cut short (a reset stream, or a
+            // connection closed early): the why belongs in the log.
+            tracing::warn!(backend = %this.lease.backend().address, error = %err, "a response body from the backend broke off; the client got it cut short");
+            Box::new(err) as BodyError
+        })
     }
 
     fn is_end_stream(&self) -> bool {
@@ -182,9 +186,6 @@ fn backend_response(response: Response<BackendBody>, lease: Lease) -> Response<P
     headers::strip_hop_by_hop(&mut parts.headers);
     // Transfer-Encoding is per hop too; hyper re-frames the body for the client.
     parts.headers.remove(header::TRANSFER_ENCODING);
-    let body = LeasedBody {
-        inner: body,
-        _lease: lease,
-    };
+    let body = LeasedBody { inner: body, lease };
     Response::from_parts(parts, body.boxed())
 }

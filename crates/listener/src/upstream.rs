@@ -551,8 +551,9 @@ struct Silence {
     limit: Duration,
     /// Made on the first wait: most bodies never wait.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// A frame went out since the timer was set: the next wait counts
-    /// afresh (the client may have taken its time to want more).
+    /// Bytes came since the timer was set: the next wait counts afresh
+    /// from when it starts (after the client, however slow, took what
+    /// they made).
     rearm: bool,
 }
 
@@ -702,7 +703,6 @@ impl Body for BackendBody {
                 return Poll::Ready(data.map(|data| Ok(Frame::data(data))));
             }
             if let Some(data) = data {
-                silence.progressed();
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
             let want = match framing {
@@ -718,7 +718,7 @@ impl Body for BackendBody {
                         let limit = silence.limit;
                         this.state = BodyState::Done;
                         return Poll::Ready(Some(Err(BackendBodyError(format!(
-                            "the backend sent nothing for {limit:?} in the middle of the body (timeouts.request)"
+                            "the backend sent nothing for {limit:?} in the middle of the body (timeouts.request: raise it for a backend that pauses on purpose)"
                         )))));
                     }
                     return Poll::Pending;

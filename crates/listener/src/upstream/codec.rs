@@ -8,6 +8,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 
+use crate::headers::tokens;
+
 /// The largest response head (status line and headers) accepted from a
 /// backend. NGINX's default is 4–8 KiB (`proxy_buffer_size`); this is
 /// generous so that large cookies and CSP headers pass.
@@ -243,20 +245,6 @@ pub(crate) fn parse_response_head(buf: &[u8], method: &Method) -> Result<Parsed,
         },
         length,
     ))
-}
-
-/// The comma-separated elements of all of a header's fields, as bytes (a
-/// value with non-ASCII bytes still has its ASCII tokens read).
-fn tokens<'a>(
-    headers: &'a HeaderMap,
-    name: &HeaderName,
-) -> impl DoubleEndedIterator<Item = &'a [u8]> {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
 }
 
 /// Does a comma-separated header (all its fields) list `token`?

@@ -335,16 +335,13 @@ async fn a_get_on_a_pooled_connection_the_backend_dropped_goes_again_on_a_fresh_
     assert_eq!(backend.accepted(), 2);
 }
 
-/// A GET on a connection the backend closed while it sat in the pool gets
-/// a fresh connection, however recently that one was used: the close is an
-/// event tokio saw, so the pooled connection is looked at and dropped.
-#[tokio::test]
-async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one() {
+/// A backend that answers one GET on a connection and then closes it while
+/// it sits in the pool, and answers `next` on a second connection: the
+/// pool holds the closed one when this returns.
+async fn pooled_then_closed_while_idle(next: &'static [u8]) -> (Scripted, Arc<Upstreams>) {
     let mut backend = Scripted::start(vec![
         vec![Step::Answer(OK), Step::Close],
-        vec![Step::Answer(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh",
-        )],
+        vec![Step::Answer(next)],
     ])
     .await;
     let upstreams = Arc::new(Upstreams::default());
@@ -355,6 +352,16 @@ async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one
         "GET / HTTP/1.1\r\nhost: app\r\n\r\n"
     );
     assert_eq!(backend.requests.recv().await.unwrap(), "closed");
+    (backend, upstreams)
+}
+
+/// A GET on a connection the backend closed while it sat in the pool gets
+/// a fresh connection, however recently that one was used: the close is an
+/// event tokio saw, so the pooled connection is looked at and dropped.
+#[tokio::test]
+async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one() {
+    let (backend, upstreams) =
+        pooled_then_closed_while_idle(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").await;
     let response = send(&upstreams, &backend, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"fresh");
     assert_eq!(backend.accepted(), 2);
@@ -365,16 +372,7 @@ async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one
 /// failed request.
 #[tokio::test]
 async fn a_post_never_takes_a_connection_the_backend_closed_while_idle() {
-    let mut backend = Scripted::start(vec![
-        vec![Step::Answer(OK), Step::Close],
-        vec![Step::Answer(OK)],
-    ])
-    .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
-    body_of(response).await.unwrap();
-    backend.requests.recv().await.unwrap();
-    assert_eq!(backend.requests.recv().await.unwrap(), "closed");
+    let (backend, upstreams) = pooled_then_closed_while_idle(OK).await;
     let post = Request::post("/pay")
         .body(Full::new(Bytes::from_static(b"once")))
         .unwrap();
