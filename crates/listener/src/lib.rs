@@ -20,6 +20,7 @@ mod runtime;
 mod server;
 mod stats;
 mod tls;
+mod tls_stream;
 mod upstream;
 
 pub use backend::{Backend, BackendPool, Lease};

@@ -20,6 +20,7 @@ use crate::headers::{self, ClientCert, ClientCertHeaders, ConnectionFacts, is_tr
 use crate::keepalive::{self, InFlight};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
+use crate::tls_stream::TlsStream;
 use crate::upstream::Upstreams;
 use crate::{ListenerConfig, Protocol, TlsConfigCache, proxy};
 
@@ -51,6 +52,9 @@ struct Shared {
     upstreams: Arc<Upstreams>,
     stats: Arc<ListenerStats>,
     connections: Arc<Semaphore>,
+    /// The port the listening socket is bound to (X-Forwarded-Port): the
+    /// same for every connection it accepts, so no getsockname for each.
+    local_port: u16,
     /// When the "cannot serve TLS" warning was last logged (unix seconds):
     /// it would otherwise repeat for every connection while it lasts.
     last_unusable_warning: std::sync::atomic::AtomicU64,
@@ -177,6 +181,7 @@ impl Server {
                 )),
                 upstreams: self.upstreams.clone(),
                 stats: Arc::new(ListenerStats::default()),
+                local_port: local.port(),
                 last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
             });
             let (stop, stopped) = watch::channel(false);
@@ -405,11 +410,7 @@ async fn connection(
 ) {
     let runtime = shared.runtime.load_full();
     let config = &runtime.config;
-    let local_port = stream
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or(config.bind.port());
-    let port = HeaderValue::from(local_port);
+    let port = HeaderValue::from(shared.local_port);
     let trusted = is_trusted(peer.ip(), &config.trusted_proxies);
     match &config.protocol {
         Protocol::Http => {
@@ -448,13 +449,14 @@ async fn connection(
                     return;
                 }
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
             // Boxed: the handshake's state is large and needed only until
             // it completes; inline, every connection's task would keep room
             // for it for as long as the connection lives.
-            let handshake =
-                tokio::time::timeout(config.timeouts.handshake, Box::pin(acceptor.accept(stream)))
-                    .await;
+            let handshake = tokio::time::timeout(
+                config.timeouts.handshake,
+                Box::pin(TlsStream::accept(stream, server_config)),
+            )
+            .await;
             let stream = match handshake {
                 // Boxed: rustls' connection state is over a kilobyte, and
                 // moved by value it would take that much room in each of
@@ -472,7 +474,7 @@ async fn connection(
                     return;
                 }
             };
-            let (_, session) = stream.get_ref();
+            let session = stream.connection();
             shared
                 .stats
                 .handshake_ok(session.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
