@@ -9,7 +9,10 @@
 //!   request), so they leave alone, a moment before the response. Held
 //!   back, they share the response's write: one syscall and one packet
 //!   fewer per connection. Nothing waits on them: a client uses a ticket
-//!   only for its next connection.
+//!   only for its next connection. The price: while a first request is
+//!   slow to answer (a long poll), the client's other new connections
+//!   cannot resume yet and make full handshakes; a connection that ends
+//!   without a response gets its tickets with close_notify.
 //! - **close_notify and the FIN share a packet.** close_notify goes out
 //!   with `MSG_MORE` and the shutdown right after tacks the FIN onto it.
 //!
@@ -27,7 +30,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+#[cfg(target_os = "linux")]
+use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A TLS connection accepted from a client (see the module docs).
@@ -237,12 +242,14 @@ impl AsyncWrite for TlsStream {
 
 /// The socket as rustls' `Read`/`Write`, through tokio's `poll_*`: `Pending`
 /// is `WouldBlock` with the task registered for the socket's next event.
-/// (tokio also takes a short read or write as the end of the socket's
-/// readiness, which saves the `EAGAIN` call a plain `try_read` would make.)
+/// (tokio also takes a short read as the end of the socket's readiness,
+/// which saves the `EAGAIN` call a plain `try_read` would make after each
+/// request.)
 struct Socket<'a, 'b> {
     tcp: &'a mut TcpStream,
     cx: &'a mut Context<'b>,
     /// Send with `MSG_MORE` (Linux): hold the data for the FIN.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     more: bool,
 }
 
@@ -273,7 +280,9 @@ impl Write for Socket<'_, '_> {
                 would_block(self.tcp.poll_write_ready(self.cx))?;
                 let socket = socket2::SockRef::from(&*self.tcp);
                 match self.tcp.try_io(Interest::WRITABLE, || {
-                    socket.send_vectored_with_flags(bufs, libc::MSG_MORE)
+                    // MSG_NOSIGNAL: a client that is gone is an error
+                    // here, as with writev, never a SIGPIPE.
+                    socket.send_vectored_with_flags(bufs, libc::MSG_MORE | libc::MSG_NOSIGNAL)
                 }) {
                     // try_io cleared the readiness: poll again to register.
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -445,6 +454,39 @@ mod tests {
             .await
             .expect("close_notify, then EOF");
         assert_eq!(got, b"last words");
+    }
+
+    #[tokio::test]
+    async fn shutdown_into_a_full_socket_waits_and_still_ends_cleanly() {
+        let (server_config, client_config) = configs(&[&rustls::version::TLS13]);
+        let (mut server, mut client) = pair(&server_config, &client_config).await;
+        // Small socket buffers: the response cannot all fit in them, so
+        // close_notify (sent with MSG_MORE) meets a full socket and has to
+        // wait for the client to read.
+        socket2::SockRef::from(&server.tcp)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(client.get_ref().0)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        // Under rustls' 64 KiB send buffer: the write completes without
+        // the client reading.
+        let body: Vec<u8> = (0..48 * 1024).map(|i: u32| (i % 253) as u8).collect();
+        let expected = body.clone();
+        let (written, written_rx) = tokio::sync::oneshot::channel();
+        let serving = tokio::spawn(async move {
+            server.write_all(&body).await?;
+            let _ = written.send(server.connection().wants_write());
+            server.shutdown().await
+        });
+        let still_queued = within("write", written_rx).await.unwrap();
+        assert!(still_queued, "the socket filled before the shutdown");
+        let mut got = Vec::new();
+        within("client read", client.read_to_end(&mut got))
+            .await
+            .expect("everything, close_notify, then EOF");
+        assert!(got == expected, "the client got {} bytes", got.len());
+        within("shutdown", serving).await.unwrap().unwrap();
     }
 
     #[tokio::test]
