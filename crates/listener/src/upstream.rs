@@ -392,8 +392,9 @@ where
     let mut sending = body.map(|body| Box::pin(send_body(Arc::clone(&conn.stream), body, framing)));
     let mut body_complete = true;
     let mut write_failure = None;
+    let mut scanned = 0;
     loop {
-        match codec::parse_response_head(&conn.buf, method) {
+        match codec::parse_response_head(&conn.buf, method, &mut scanned) {
             Ok(Parsed::Complete(response, length)) => {
                 conn.buf.advance(length);
                 if let Some(rest) = sending {
@@ -406,6 +407,7 @@ where
             }
             Ok(Parsed::Interim(length)) => {
                 conn.buf.advance(length);
+                scanned = 0;
                 continue;
             }
             Ok(Parsed::Partial) => {}

@@ -149,9 +149,50 @@ pub(crate) enum Parsed {
     Complete(ResponseHead, usize),
 }
 
+/// A head without its end yet: wait for more, up to the size limit.
+fn partial(buf: &[u8]) -> Result<Parsed, String> {
+    if buf.len() > MAX_RESPONSE_HEAD {
+        return Err(format!(
+            "response head larger than {} KiB",
+            MAX_RESPONSE_HEAD / 1024
+        ));
+    }
+    Ok(Parsed::Partial)
+}
+
+/// Whether `buf` holds the empty line that ends a head (`\n\n` or
+/// `\n\r\n`: httparse takes a bare LF as a line end) at or after `from`,
+/// give or take the two bytes an end straddling `from` started with.
+fn has_head_end(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(2).min(buf.len())..];
+    tail.iter().enumerate().any(|(i, &byte)| {
+        byte == b'\n'
+            && match tail.get(i + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => tail.get(i + 2) == Some(&b'\n'),
+                _ => false,
+            }
+    })
+}
+
 /// Parses a response head from the start of `buf`, for a request sent
 /// with `method`. Errors say what was wrong, for the log line.
-pub(crate) fn parse_response_head(buf: &[u8], method: &Method) -> Result<Parsed, String> {
+///
+/// `scanned` carries what earlier calls on the same head learnt: start it
+/// at 0, and at 0 again after consuming bytes. Once a head has come up
+/// short, later calls look only through the bytes added since for its
+/// end (the empty line) and parse again only when it is there: a head
+/// that arrives in many small pieces costs one pass, not one parse from
+/// its start per piece (up to 64 KiB each).
+pub(crate) fn parse_response_head(
+    buf: &[u8],
+    method: &Method,
+    scanned: &mut usize,
+) -> Result<Parsed, String> {
+    if *scanned > 0 && !has_head_end(buf, *scanned) {
+        *scanned = buf.len();
+        return partial(buf);
+    }
     // Uninitialised slots: zeroing 256 of them (8 KiB) for every response
     // cost more than parsing a typical head.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
@@ -163,13 +204,10 @@ pub(crate) fn parse_response_head(buf: &[u8], method: &Method) -> Result<Parsed,
     );
     let length = match parsed {
         Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
-            return Err(format!(
-                "response head larger than {} KiB",
-                MAX_RESPONSE_HEAD / 1024
-            ));
+        Ok(httparse::Status::Partial) => {
+            *scanned = buf.len();
+            return partial(buf);
         }
-        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(format!(
                 "more than {MAX_RESPONSE_HEADERS} header lines in the response"

@@ -14,14 +14,14 @@ fn head(method: Method, headers: &[(&str, &str)], framing: RequestFraming) -> St
 }
 
 fn complete(bytes: &str, method: &Method) -> (ResponseHead, usize) {
-    match parse_response_head(bytes.as_bytes(), method) {
+    match parse_response_head(bytes.as_bytes(), method, &mut 0) {
         Ok(Parsed::Complete(head, length)) => (head, length),
         other => panic!("expected a complete head for {bytes:?}, got {other:?}"),
     }
 }
 
 fn error(bytes: &[u8]) -> String {
-    match parse_response_head(bytes, &Method::GET) {
+    match parse_response_head(bytes, &Method::GET, &mut 0) {
         Err(reason) => reason,
         other => panic!("expected an error for {bytes:?}, got {other:?}"),
     }
@@ -95,7 +95,7 @@ fn a_head_is_partial_until_its_empty_line() {
     for cut in 0..full.len() - 2 {
         assert!(
             matches!(
-                parse_response_head(&full.as_bytes()[..cut], &Method::GET),
+                parse_response_head(&full.as_bytes()[..cut], &Method::GET, &mut 0),
                 Ok(Parsed::Partial)
             ),
             "cut at {cut}"
@@ -107,6 +107,50 @@ fn a_head_is_partial_until_its_empty_line() {
     assert_eq!(head.framing, ResponseFraming::Length(2));
     assert!(head.keep_alive);
     assert_eq!(head.parts.headers["content-length"], "2");
+}
+
+#[test]
+fn a_head_arriving_a_byte_at_a_time_is_parsed_once_it_ends() {
+    // One `scanned` across the pieces, as the backend client keeps it.
+    for full in [
+        "HTTP/1.1 200 OK\r\nserver: x\r\ncontent-length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\nserver: x\ncontent-length: 2\n\nok",
+    ] {
+        let mut scanned = 0;
+        let end = full.len() - 2;
+        for cut in 1..end {
+            assert!(
+                matches!(
+                    parse_response_head(&full.as_bytes()[..cut], &Method::GET, &mut scanned),
+                    Ok(Parsed::Partial)
+                ),
+                "{full:?} cut at {cut}"
+            );
+            assert_eq!(
+                scanned, cut,
+                "past the first piece, only new bytes are looked at"
+            );
+        }
+        match parse_response_head(&full.as_bytes()[..end], &Method::GET, &mut scanned) {
+            Ok(Parsed::Complete(head, length)) => {
+                assert_eq!(length, end);
+                assert_eq!(head.framing, ResponseFraming::Length(2));
+            }
+            other => panic!("{full:?}: {:?}", other.map(|_| ())),
+        }
+    }
+    // The size limit holds on the path that skips parsing too.
+    let mut scanned = 0;
+    let mut huge = b"HTTP/1.1 200 OK\r\nx: ".to_vec();
+    assert!(matches!(
+        parse_response_head(&huge, &Method::GET, &mut scanned),
+        Ok(Parsed::Partial)
+    ));
+    huge.resize(MAX_RESPONSE_HEAD + 10, b'a');
+    let Err(err) = parse_response_head(&huge, &Method::GET, &mut scanned) else {
+        panic!("over the limit, yet not an error");
+    };
+    assert!(err.contains("64 KiB"), "{err}");
 }
 
 #[test]
@@ -198,7 +242,7 @@ fn repeated_content_lengths_must_agree() {
 #[test]
 fn interim_responses_are_skipped_but_101_is_refused() {
     let bytes = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
-    match parse_response_head(bytes, &Method::POST) {
+    match parse_response_head(bytes, &Method::POST, &mut 0) {
         Ok(Parsed::Interim(length)) => assert_eq!(length, 25),
         other => panic!("{other:?}"),
     }
@@ -293,7 +337,7 @@ fn with_transfer_encoding_a_content_length_is_not_passed_on() {
 #[test]
 fn connection_tokens_are_read_from_values_with_non_ascii_bytes() {
     let bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close, \x80x\r\n\r\n";
-    match parse_response_head(bytes, &Method::GET) {
+    match parse_response_head(bytes, &Method::GET, &mut 0) {
         Ok(Parsed::Complete(head, _)) => assert!(!head.keep_alive),
         other => panic!("{other:?}"),
     }
