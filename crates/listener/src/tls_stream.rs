@@ -35,6 +35,11 @@ use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// How long a refused handshake's connection waits for the client to close
+/// after the alert (see [`TlsStream::linger`]). The handshake timeout
+/// bounds it as well.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A TLS connection accepted from a client (see the module docs).
 pub(crate) struct TlsStream {
     tcp: TcpStream,
@@ -61,8 +66,35 @@ impl TlsStream {
             hold: false,
             closing: false,
         };
-        std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
-        Ok(stream)
+        match std::future::poll_fn(|cx| stream.poll_handshake(cx)).await {
+            Ok(()) => Ok(stream),
+            Err(err) => {
+                if err.kind() == io::ErrorKind::InvalidData {
+                    stream.linger().await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// After a refused handshake, with the alert that says why sent: the
+    /// FIN goes after it, and what the client still sends (a TLS 1.3
+    /// client has finished its side and sends its request) is read and
+    /// dropped until it closes, for at most [`LINGER`]. Closed with that
+    /// request unread, the socket would send an RST, and the client's
+    /// kernel would drop the alert unread: curl said "getpeername()
+    /// failed" or "connection reset" instead of "alert certificate
+    /// required".
+    async fn linger(mut self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.tcp.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0; 1024];
+        let _ = tokio::time::timeout(LINGER, async {
+            while matches!(self.tcp.read(&mut sink).await, Ok(1..)) {}
+        })
+        .await;
     }
 
     /// The rustls connection: ALPN, client certificate, resumption.
@@ -327,16 +359,38 @@ mod tests {
     fn configs(
         versions: &[&'static SupportedProtocolVersion],
     ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        configs_with_client_auth(versions, false)
+    }
+
+    /// With `client_auth`, the server requires a client certificate from a
+    /// CA the client has none from.
+    fn configs_with_client_auth(
+        versions: &[&'static SupportedProtocolVersion],
+        client_auth: bool,
+    ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         let pki = TestPki::now_real();
         let root = pki.root("tls_stream root", KeyKind::EcdsaP256);
         let leaf = root.server(&["localhost"], KeyKind::EcdsaP256, Validity::Normal);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.certificate_der()], leaf.key().private_key_der())
             .unwrap();
+        let server = if client_auth {
+            let client_ca = pki.root("tls_stream client CA", KeyKind::EcdsaP256);
+            let mut roots = RootCertStore::empty();
+            roots.add(client_ca.cert().certificate_der()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .unwrap();
+            server.with_client_cert_verifier(verifier)
+        } else {
+            server.with_no_client_auth()
+        }
+        .with_single_cert(vec![leaf.certificate_der()], leaf.key().private_key_der())
+        .unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(root.cert().certificate_der()).unwrap();
         let mut client = ClientConfig::builder_with_provider(provider)
@@ -543,6 +597,54 @@ mod tests {
             .err()
             .expect("no ClientHello");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_reads_the_alert_not_a_reset() {
+        // TLS 1.3 with a client certificate required: the client finishes
+        // its side of the handshake without one and sends its request;
+        // the server refuses. The client must get the alert, which an RST
+        // (the server closing with the request unread) would discard.
+        let (mutual, client_config) = configs_with_client_auth(&[&rustls::version::TLS13], true);
+
+        for _ in 0..5 {
+            let (listener, address) = listener().await;
+            let connector = TlsConnector::from(client_config.clone());
+            let client = tokio::spawn(async move {
+                let tcp = TcpStream::connect(address).await.unwrap();
+                let mut tls = connector
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await
+                    .expect("the client's side of a TLS 1.3 handshake completes");
+                tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+                    .await
+                    .unwrap();
+                let read = tls.read(&mut [0; 64]).await;
+                // Still connected: the server's end came as a FIN after the
+                // alert, not an RST (which curl reports as "getpeername()
+                // failed" before it ever reads the alert).
+                let connected = tls.get_ref().0.peer_addr().is_ok();
+                (read, connected)
+            });
+            let (tcp, _) = within("accept", listener.accept()).await.unwrap();
+            let refused = within("handshake", TlsStream::accept(tcp, mutual.clone())).await;
+            assert!(refused.is_err(), "no client certificate, no connection");
+            let (read, connected) = within("client read", client).await.unwrap();
+            let err = read.expect_err("refused");
+            assert!(connected, "reset after the alert");
+            let alert = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>());
+            assert!(
+                matches!(
+                    alert,
+                    Some(rustls::Error::AlertReceived(
+                        rustls::AlertDescription::CertificateRequired
+                    ))
+                ),
+                "the client saw {err:?}"
+            );
+        }
     }
 
     #[tokio::test]

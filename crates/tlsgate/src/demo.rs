@@ -219,7 +219,7 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "And see it refuse a client without a certificate (curl exits non-zero):"
+        "And see it refuse a client without a certificate (curl: (56) ... tlsv13 alert certificate required):"
     )?;
     writeln!(out, "  curl --cacert {d}/ca.pem {url}")?;
     writeln!(out)?;
