@@ -52,9 +52,10 @@ struct Shared {
     upstreams: Arc<Upstreams>,
     stats: Arc<ListenerStats>,
     connections: Arc<Semaphore>,
-    /// The port the listening socket is bound to (X-Forwarded-Port): the
-    /// same for every connection it accepts, so no getsockname for each.
-    local_port: u16,
+    /// `X-Forwarded-Port`: the listening socket's port, the same for every
+    /// connection it accepts, so made once (no getsockname or formatting
+    /// per connection).
+    port: HeaderValue,
     /// When the "cannot serve TLS" warning was last logged (unix seconds):
     /// it would otherwise repeat for every connection while it lasts.
     last_unusable_warning: std::sync::atomic::AtomicU64,
@@ -181,7 +182,7 @@ impl Server {
                 )),
                 upstreams: self.upstreams.clone(),
                 stats: Arc::new(ListenerStats::default()),
-                local_port: local.port(),
+                port: HeaderValue::from(local.port()),
                 last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
             });
             let (stop, stopped) = watch::channel(false);
@@ -410,7 +411,7 @@ async fn connection(
 ) {
     let runtime = shared.runtime.load_full();
     let config = &runtime.config;
-    let port = HeaderValue::from(shared.local_port);
+    let port = shared.port.clone();
     let trusted = is_trusted(peer.ip(), &config.trusted_proxies);
     match &config.protocol {
         Protocol::Http => {

@@ -47,8 +47,6 @@ pub(crate) struct TlsStream {
     /// What rustls queued as the handshake ended (TLS 1.3 tickets) waits
     /// for the first write of application data or the shutdown.
     hold: bool,
-    /// close_notify is queued.
-    closing: bool,
 }
 
 impl TlsStream {
@@ -64,7 +62,6 @@ impl TlsStream {
             tcp,
             tls,
             hold: false,
-            closing: false,
         };
         match std::future::poll_fn(|cx| stream.poll_handshake(cx)).await {
             Ok(()) => Ok(stream),
@@ -170,8 +167,7 @@ impl TlsStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.hold = false;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total == 0 {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
         loop {
@@ -258,11 +254,9 @@ impl AsyncWrite for TlsStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.closing {
-            this.tls.send_close_notify();
-            this.closing = true;
-            this.hold = false;
-        }
+        // Queues close_notify once, however often shutdown is polled.
+        this.tls.send_close_notify();
+        this.hold = false;
         ready!(this.poll_send(cx, cfg!(target_os = "linux")))?;
         match ready!(Pin::new(&mut this.tcp).poll_shutdown(cx)) {
             // The client may be gone already; close_notify was best effort.
@@ -408,19 +402,24 @@ mod tests {
         (listener, address)
     }
 
+    /// A tokio-rustls client's side of a handshake with `address`.
+    async fn connect(
+        address: std::net::SocketAddr,
+        config: Arc<ClientConfig>,
+    ) -> io::Result<ClientTls<TcpStream>> {
+        let tcp = TcpStream::connect(address).await?;
+        TlsConnector::from(config)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
     /// A handshake between [`TlsStream`] and a tokio-rustls client.
     async fn pair(
         server: &Arc<ServerConfig>,
         client: &Arc<ClientConfig>,
     ) -> (TlsStream, ClientTls<TcpStream>) {
         let (listener, address) = listener().await;
-        let connector = TlsConnector::from(client.clone());
-        let client = tokio::spawn(async move {
-            let tcp = TcpStream::connect(address).await?;
-            connector
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-        });
+        let client = tokio::spawn(connect(address, client.clone()));
         let (tcp, _) = within("accept", listener.accept()).await.unwrap();
         let server = within("server handshake", TlsStream::accept(tcp, server.clone()))
             .await
@@ -609,11 +608,9 @@ mod tests {
 
         for _ in 0..5 {
             let (listener, address) = listener().await;
-            let connector = TlsConnector::from(client_config.clone());
+            let client_config = client_config.clone();
             let client = tokio::spawn(async move {
-                let tcp = TcpStream::connect(address).await.unwrap();
-                let mut tls = connector
-                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                let mut tls = connect(address, client_config)
                     .await
                     .expect("the client's side of a TLS 1.3 handshake completes");
                 tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
