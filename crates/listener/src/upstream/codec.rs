@@ -153,7 +153,7 @@ pub(crate) enum Parsed {
 fn partial(buf: &[u8]) -> Result<Parsed, String> {
     if buf.len() > MAX_RESPONSE_HEAD {
         return Err(format!(
-            "response head larger than {} KiB",
+            "response head larger than {} KiB, tlsgate's limit for a backend's status line and headers: look for oversized cookies or headers in that backend's responses",
             MAX_RESPONSE_HEAD / 1024
         ));
     }
