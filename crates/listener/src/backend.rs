@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::upstream::Upstream;
 use crate::{BackendConfig, SchedulerKind};
 
 /// How long a backend taken out by the passive check stays out when no
@@ -58,11 +59,15 @@ struct State {
     successes: AtomicU32,
     /// Consecutive failed active checks (reset by a success).
     failures: AtomicU32,
+    /// Idle keep-alive connections to the address: kept, like the rest,
+    /// across reloads, so a reload does not reconnect to every backend.
+    connections: Arc<Upstream>,
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(address: Arc<str>) -> Self {
         State {
+            connections: Arc::new(Upstream::new(address)),
             // R10: backends start healthy.
             healthy: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
@@ -87,6 +92,11 @@ impl Backend {
     /// config reloads.
     pub fn in_flight(&self) -> usize {
         self.state.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The backend's connections, to send a request on.
+    pub(crate) fn connections(&self) -> &Arc<Upstream> {
+        &self.state.connections
     }
 
     /// Records a successful active check; returns the consecutive successes.
@@ -188,11 +198,11 @@ impl BackendPool {
                 .chain(backends.iter())
                 .find(|backend| *backend.address == *config.address)
                 .map_or_else(
-                    || Arc::new(State::new()),
+                    || Arc::new(State::new(Arc::from(config.address.as_str()))),
                     |backend| Arc::clone(&backend.state),
                 );
             backends.push(Arc::new(Backend {
-                address: Arc::from(config.address.as_str()),
+                address: Arc::clone(&state.connections.address),
                 weight: config.weight,
                 state,
             }));

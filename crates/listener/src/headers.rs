@@ -1,6 +1,7 @@
 //! Request and response header rewriting (R12): forwarded headers, client
 //! certificate headers, and hop-by-hop headers a proxy must not pass on.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -8,8 +9,7 @@ use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-/// `X-Forwarded-For`.
-pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const CLIENTCERT_SUBJECT: HeaderName = HeaderName::from_static("x-forwarded-clientcert-subjectdn");
@@ -90,18 +90,79 @@ pub(crate) enum ClientCert {
 pub(crate) struct ConnectionFacts {
     /// The client's address.
     pub client: SocketAddr,
-    /// The client's address as a header value ([`client_address_value`]).
-    pub forwarded_for: HeaderValue,
-    /// `https` or `http`.
-    pub proto: &'static str,
-    /// The listener's port, as the client addressed it.
-    pub port: HeaderValue,
     /// Whether the client's own X-Forwarded-For may be kept (trusted proxy).
     pub trusted: bool,
-    /// Mutual-auth outcome.
-    pub client_cert: ClientCert,
-    /// Also send RFC 9440 `Client-Cert`.
-    pub rfc9440: bool,
+    /// The header lines tlsgate adds to each of the connection's requests,
+    /// in wire form, made once for the connection: `X-Forwarded-For` (the
+    /// client's address) first, then `X-Forwarded-Proto`, `-Port` and the
+    /// client certificate's. Written straight into the request head sent
+    /// to the backend, rather than inserted into each request's header map
+    /// (a hashed insert per header per request) only to be read out again.
+    added: Box<[u8]>,
+    /// Where `added`'s `X-Forwarded-For` line ends.
+    forwarded_for_end: usize,
+}
+
+impl ConnectionFacts {
+    /// `proto` is `https` or `http`; `port` the listener's port as the
+    /// client addressed it; `rfc9440`: also send RFC 9440 `Client-Cert`.
+    pub(crate) fn new(
+        client: SocketAddr,
+        trusted: bool,
+        proto: &str,
+        port: &HeaderValue,
+        client_cert: &ClientCert,
+        rfc9440: bool,
+    ) -> Self {
+        let mut added = Vec::with_capacity(96);
+        push_line(
+            &mut added,
+            &X_FORWARDED_FOR,
+            client_address(client).as_bytes(),
+        );
+        let forwarded_for_end = added.len();
+        push_line(&mut added, &X_FORWARDED_PROTO, proto.as_bytes());
+        push_line(&mut added, &X_FORWARDED_PORT, port.as_bytes());
+        match client_cert {
+            ClientCert::NotRequested => {}
+            ClientCert::Absent => push_line(&mut added, &CLIENTCERT_VERIFY, b"NONE"),
+            ClientCert::Verified(cert) => {
+                push_line(&mut added, &CLIENTCERT_SUBJECT, cert.subject.as_bytes());
+                push_line(&mut added, &CLIENTCERT_ISSUER, cert.issuer.as_bytes());
+                push_line(&mut added, &CLIENTCERT_SERIAL, cert.serial.as_bytes());
+                push_line(
+                    &mut added,
+                    &CLIENTCERT_FINGERPRINT,
+                    cert.fingerprint.as_bytes(),
+                );
+                push_line(&mut added, &CLIENTCERT_VERIFY, b"SUCCESS");
+                if rfc9440 {
+                    push_line(&mut added, &CLIENT_CERT, cert.rfc9440.as_bytes());
+                }
+            }
+        }
+        ConnectionFacts {
+            client,
+            trusted,
+            added: added.into_boxed_slice(),
+            forwarded_for_end,
+        }
+    }
+
+    /// The client's address as `X-Forwarded-For` carries it.
+    fn client_address(&self) -> &[u8] {
+        let line = &self.added[..self.forwarded_for_end];
+        &line[X_FORWARDED_FOR.as_str().len() + 2..line.len() - 2]
+    }
+}
+
+/// Appends `name: value\r\n`. The values are header values already
+/// (checked when they were made), or an address or a port.
+fn push_line(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Is `ip` inside one of `trusted`?
@@ -116,7 +177,7 @@ pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// The comma-separated elements of all of a header's fields, as bytes (a
 /// value with non-ASCII bytes still has its ASCII tokens read).
-pub(crate) fn tokens<'a>(
+fn tokens<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
 ) -> impl DoubleEndedIterator<Item = &'a [u8]> {
@@ -151,6 +212,11 @@ fn remove_present<const N: usize>(
     }
 }
 
+/// Is `name` one of the hop-by-hop headers every message has removed?
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let found = present(headers, &HOP_BY_HOP);
@@ -174,59 +240,53 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The client's address as `X-Forwarded-For` carries it (an IPv4 client
-/// on a dual-stack socket as plain IPv4), made once per connection.
-pub(crate) fn client_address_value(client: SocketAddr) -> HeaderValue {
+/// on a dual-stack socket as plain IPv4).
+fn client_address(client: SocketAddr) -> String {
     let ip = match client.ip() {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client.ip(), IpAddr::V4),
         v4 => v4,
     };
-    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    ip.to_string()
 }
 
-/// Rewrites a request's headers for the backend.
-pub(crate) fn rewrite_request(headers: &mut HeaderMap, facts: &ConnectionFacts) {
+/// Rewrites a request's headers for the backend: removes the hop-by-hop
+/// headers and every header tlsgate owns (a client's copies), and returns
+/// the header lines tlsgate adds, in wire form, to go after the request's
+/// own ([`ConnectionFacts`]). From a trusted proxy, the `X-Forwarded-For`
+/// chain it sent is kept, with the client's address after it.
+pub(crate) fn rewrite_request<'a>(
+    headers: &mut HeaderMap,
+    facts: &'a ConnectionFacts,
+) -> Cow<'a, [u8]> {
     strip_hop_by_hop(headers);
-    let earlier = facts.trusted.then(|| {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .collect::<Vec<&str>>()
-    });
-    let forwarded_for = match earlier {
-        Some(earlier) if !earlier.is_empty() => HeaderValue::from_str(&format!(
-            "{}, {}",
-            earlier.join(", "),
-            facts.forwarded_for.to_str().unwrap_or_default()
-        ))
-        .ok(),
-        _ => Some(facts.forwarded_for.clone()),
+    let earlier = facts
+        .trusted
+        .then(|| {
+            headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<&str>>()
+                .join(", ")
+        })
+        .filter(|chain| !chain.is_empty());
+    let added = match earlier {
+        Some(chain) => {
+            let mut chain = chain.into_bytes();
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(facts.client_address());
+            let mut added = Vec::with_capacity(facts.added.len() + chain.len());
+            push_line(&mut added, &X_FORWARDED_FOR, &chain);
+            added.extend_from_slice(&facts.added[facts.forwarded_for_end..]);
+            Cow::Owned(added)
+        }
+        None => Cow::Borrowed(&*facts.added),
     };
     let found = present(headers, &OWNED);
     remove_present(headers, &OWNED, found);
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(facts.proto));
-    headers.insert(X_FORWARDED_PORT, facts.port.clone());
-    match &facts.client_cert {
-        ClientCert::NotRequested => {}
-        ClientCert::Absent => {
-            headers.insert(CLIENTCERT_VERIFY, HeaderValue::from_static("NONE"));
-        }
-        ClientCert::Verified(cert) => {
-            headers.insert(CLIENTCERT_SUBJECT, cert.subject.clone());
-            headers.insert(CLIENTCERT_ISSUER, cert.issuer.clone());
-            headers.insert(CLIENTCERT_SERIAL, cert.serial.clone());
-            headers.insert(CLIENTCERT_FINGERPRINT, cert.fingerprint.clone());
-            headers.insert(CLIENTCERT_VERIFY, HeaderValue::from_static("SUCCESS"));
-            if facts.rfc9440 {
-                headers.insert(CLIENT_CERT, cert.rfc9440.clone());
-            }
-        }
-    }
+    added
 }
 
 /// Bytes of the request line and header lines as they appear on the wire
@@ -247,17 +307,24 @@ pub(crate) fn header_bytes(method: &http::Method, uri: &http::Uri, headers: &Hea
 mod tests {
     use super::*;
 
-    fn facts(trusted: bool, client_cert: ClientCert) -> ConnectionFacts {
+    fn facts(trusted: bool, client_cert: &ClientCert) -> ConnectionFacts {
         let client = "192.0.2.7:51000".parse().unwrap();
-        ConnectionFacts {
-            client,
-            forwarded_for: client_address_value(client),
-            proto: "https",
-            port: HeaderValue::from_static("443"),
-            trusted,
-            client_cert,
-            rfc9440: true,
+        let port = HeaderValue::from_static("443");
+        ConnectionFacts::new(client, trusted, "https", &port, client_cert, true)
+    }
+
+    /// The request's headers after the rewrite, with the added lines parsed
+    /// back in, as the backend reads them.
+    fn rewritten(mut headers: HeaderMap, facts: &ConnectionFacts) -> HeaderMap {
+        let added = rewrite_request(&mut headers, facts).into_owned();
+        let text = String::from_utf8(added).unwrap();
+        assert!(text.ends_with("\r\n"), "{text:?}");
+        for line in text.trim_end().split("\r\n") {
+            let (name, value) = line.split_once(": ").unwrap();
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.append(name, HeaderValue::from_str(value).unwrap());
         }
+        headers
     }
 
     fn forged() -> HeaderMap {
@@ -285,8 +352,7 @@ mod tests {
 
     #[test]
     fn untrusted_clients_cannot_forge_anything() {
-        let mut h = forged();
-        rewrite_request(&mut h, &facts(false, ClientCert::NotRequested));
+        let h = rewritten(forged(), &facts(false, &ClientCert::NotRequested));
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -341,11 +407,64 @@ mod tests {
 
     #[test]
     fn trusted_proxies_keep_the_chain() {
-        let mut h = forged();
-        rewrite_request(&mut h, &facts(true, ClientCert::Absent));
+        let h = rewritten(forged(), &facts(true, &ClientCert::Absent));
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "443");
         assert_eq!(h["x-forwarded-clientcert-clientverify"], "NONE");
         assert!(h.get("x-forwarded-clientcert-subjectdn").is_none());
+        // A trusted proxy that sent no chain: the client's address alone.
+        let mut bare = forged();
+        bare.remove("x-forwarded-for");
+        let h = rewritten(bare, &facts(true, &ClientCert::Absent));
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+    }
+
+    #[test]
+    fn a_verified_client_certificate_is_described_in_headers_of_its_own() {
+        let cert = ClientCertHeaders {
+            subject: HeaderValue::from_static("CN=alice,O=Example"),
+            issuer: HeaderValue::from_static("CN=Example CA"),
+            serial: HeaderValue::from_static("01:02"),
+            fingerprint: HeaderValue::from_static("ab12"),
+            rfc9440: HeaderValue::from_static(":MIIB:"),
+        };
+        let verified = ClientCert::Verified(Arc::new(cert));
+        let h = rewritten(forged(), &facts(false, &verified));
+        assert_eq!(h["x-forwarded-clientcert-subjectdn"], "CN=alice,O=Example");
+        assert_eq!(h["x-forwarded-clientcert-issuerdn"], "CN=Example CA");
+        assert_eq!(h["x-forwarded-clientcert-serial"], "01:02");
+        assert_eq!(h["x-forwarded-clientcert-fingerprint"], "ab12");
+        assert_eq!(h["x-forwarded-clientcert-clientverify"], "SUCCESS");
+        // The forged one is gone, not kept beside tlsgate's.
+        assert_eq!(
+            h.get_all("client-cert").iter().collect::<Vec<_>>(),
+            [":MIIB:"]
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+    }
+
+    #[test]
+    fn an_ipv4_client_on_a_dual_stack_socket_is_forwarded_as_ipv4() {
+        let port = HeaderValue::from_static("8443");
+        for (client, expected) in [
+            ("[::ffff:198.51.100.4]:1234", "198.51.100.4"),
+            ("[2001:db8::9]:1234", "2001:db8::9"),
+        ] {
+            let facts = ConnectionFacts::new(
+                client.parse().unwrap(),
+                false,
+                "http",
+                &port,
+                &ClientCert::NotRequested,
+                false,
+            );
+            let h = rewritten(HeaderMap::new(), &facts);
+            assert_eq!(h["x-forwarded-for"], expected);
+            assert_eq!(h["x-forwarded-proto"], "http");
+            assert_eq!(h["x-forwarded-port"], "8443");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::headers::{self, ConnectionFacts};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
-use crate::upstream::{BackendBody, SendError, Upstreams};
+use crate::upstream::{BackendBody, SendError};
 use crate::{Lease, ListenerConfig};
 
 /// Errors a body sent to a client can end with.
@@ -80,11 +80,10 @@ pub(crate) fn local_response(status: StatusCode, message: &str) -> Response<Prox
 pub(crate) async fn handle(
     request: Request<Incoming>,
     runtime: Arc<Runtime>,
-    upstreams: Arc<Upstreams>,
     facts: Arc<ConnectionFacts>,
     stats: Arc<ListenerStats>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let response = forward(request, &runtime, &upstreams, &facts).await;
+    let response = forward(request, &runtime, &facts).await;
     stats.count_request(response.status());
     Ok(response)
 }
@@ -92,7 +91,6 @@ pub(crate) async fn handle(
 async fn forward(
     request: Request<Incoming>,
     runtime: &Runtime,
-    upstreams: &Arc<Upstreams>,
     facts: &ConnectionFacts,
 ) -> Response<ProxyBody> {
     let config: &ListenerConfig = &runtime.config;
@@ -121,7 +119,7 @@ async fn forward(
             }
         }
     }
-    headers::rewrite_request(&mut parts.headers, facts);
+    let added = headers::rewrite_request(&mut parts.headers, facts);
     // The backend client writes the request line itself (origin form,
     // HTTP/1.1) and frames the body per hop: neither the URI, the version
     // nor Transfer-Encoding needs rewriting here.
@@ -144,13 +142,15 @@ async fn forward(
                     )
                 };
             };
-            let address = Arc::clone(&lease.backend().address);
-            match upstreams
+            let backend = Arc::clone(lease.backend());
+            let address = &backend.address;
+            match backend
+                .connections()
                 .send(
-                    &address,
                     config.timeouts.backend_connect,
                     config.timeouts.request,
                     request,
+                    &added,
                 )
                 .await
             {
@@ -181,11 +181,11 @@ async fn forward(
     }
 }
 
+/// The backend's response for the client. Its hop-by-hop headers
+/// (Transfer-Encoding included: hyper frames the body for the client) were
+/// left out when its head was parsed.
 fn backend_response(response: Response<BackendBody>, lease: Lease) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    // Transfer-Encoding is per hop too; hyper re-frames the body for the client.
-    parts.headers.remove(header::TRANSFER_ENCODING);
+    let (parts, body) = response.into_parts();
     let body = LeasedBody { inner: body, lease };
     Response::from_parts(parts, body.boxed())
 }

@@ -16,12 +16,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::headers::{self, ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
+use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
 use crate::keepalive::{self, InFlight};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
 use crate::tls_stream::TlsStream;
-use crate::upstream::Upstreams;
 use crate::{ListenerConfig, Protocol, TlsConfigCache, proxy};
 
 /// Why a listener set could not be applied.
@@ -49,7 +48,6 @@ struct Shared {
     name: String,
     runtime: ArcSwap<Runtime>,
     tls: TlsConfigCache,
-    upstreams: Arc<Upstreams>,
     stats: Arc<ListenerStats>,
     connections: Arc<Semaphore>,
     /// `X-Forwarded-Port`: the listening socket's port, the same for every
@@ -72,7 +70,6 @@ struct Running {
 /// All listeners of one process.
 pub struct Server {
     store: Arc<Store>,
-    upstreams: Arc<Upstreams>,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
 }
 
@@ -116,7 +113,6 @@ impl Server {
     pub fn new(store: Arc<Store>) -> Arc<Server> {
         Arc::new(Server {
             store,
-            upstreams: Arc::new(Upstreams::default()),
             running: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -180,7 +176,6 @@ impl Server {
                     config.clone(),
                     previous.map(|p| p.as_ref()),
                 )),
-                upstreams: self.upstreams.clone(),
                 stats: Arc::new(ListenerStats::default()),
                 port: HeaderValue::from(local.port()),
                 last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
@@ -411,19 +406,17 @@ async fn connection(
 ) {
     let runtime = shared.runtime.load_full();
     let config = &runtime.config;
-    let port = shared.port.clone();
     let trusted = is_trusted(peer.ip(), &config.trusted_proxies);
     match &config.protocol {
         Protocol::Http => {
-            let facts = ConnectionFacts {
-                client: peer,
-                forwarded_for: headers::client_address_value(peer),
-                proto: "http",
-                port,
+            let facts = ConnectionFacts::new(
+                peer,
                 trusted,
-                client_cert: ClientCert::NotRequested,
-                rfc9440: config.rfc9440_client_cert,
-            };
+                "http",
+                &shared.port,
+                &ClientCert::NotRequested,
+                config.rfc9440_client_cert,
+            );
             // Not held for the connection's life: a reload's old config
             // should go when the reload is done, not when the last client does.
             drop(runtime);
@@ -485,15 +478,14 @@ async fn connection(
                     .map_or(ClientCert::Absent, |h| ClientCert::Verified(Arc::new(h))),
                 (Some(_), _) => ClientCert::Absent,
             };
-            let facts = ConnectionFacts {
-                client: peer,
-                forwarded_for: headers::client_address_value(peer),
-                proto: "https",
-                port,
+            let facts = ConnectionFacts::new(
+                peer,
                 trusted,
-                client_cert,
-                rfc9440: config.rfc9440_client_cert,
-            };
+                "https",
+                &shared.port,
+                &client_cert,
+                config.rfc9440_client_cert,
+            );
             let version = match session.alpn_protocol() {
                 Some(b"h2") => HttpVersion::Http2,
                 _ => HttpVersion::Http1,
@@ -533,7 +525,6 @@ async fn serve<IO>(
             // Each request reads the listener's current runtime, so backend
             // and limit changes apply to open connections' next requests.
             let runtime = shared.runtime.load_full();
-            let upstreams = shared.upstreams.clone();
             let facts = facts.clone();
             let stats = shared.stats.clone();
             // Boxed: hyper hands an idle HTTP/1.1 connection back (to park
@@ -541,7 +532,7 @@ async fn serve<IO>(
             // future (~2.5 KiB) is made inside the box, on the first poll:
             // made out here and moved in, it was copied twice per request.
             Box::pin(async move {
-                let response = proxy::handle(request, runtime, upstreams, facts, stats).await;
+                let response = proxy::handle(request, runtime, facts, stats).await;
                 drop(started);
                 response
             })

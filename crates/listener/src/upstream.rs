@@ -9,13 +9,13 @@
 //! backend socket by whichever task sends it to the client, so a request
 //! costs its syscalls and no hand-offs (BENCHMARKS.md has the figures).
 //!
-//! A small pool of idle connections per backend address; idle connections
-//! expire after [`IDLE_TIMEOUT`]. A connect failure hands the request back
+//! Each backend address has an [`Upstream`]: its pool of idle connections,
+//! held by the backend's live state (backend.rs) so a request reaches its
+//! pool without a lookup; idle connections expire after [`IDLE_TIMEOUT`]. A connect failure hands the request back
 //! unsent so it can go to another backend.
 
 mod codec;
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -162,15 +162,25 @@ struct Idle {
     since: Instant,
 }
 
-/// Connections to all backends of all listeners.
-#[derive(Default)]
-pub(crate) struct Upstreams {
-    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
+/// One backend address and its idle connections.
+///
+/// One per address per listener, kept across config reloads with the
+/// backend's other live state: a request finds its pool through the
+/// backend it was given, with no map to look it up in (a hashed lookup
+/// and a lock shared by every backend of every listener, twice per
+/// request, when the pools were one map).
+pub(crate) struct Upstream {
+    /// `host:port`, shared with the backend's config.
+    pub(crate) address: Arc<str>,
+    /// Oldest first.
+    idle: Mutex<Vec<Idle>>,
 }
 
-impl std::fmt::Debug for Upstreams {
+impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstreams").finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,14 +193,21 @@ struct Failure {
     replayable: bool,
 }
 
-impl Upstreams {
-    /// The most recently used idle connection to `address` that is still
-    /// usable. `replayable`: the request can go again if the connection
-    /// turns out closed, so a recently used one is not probed.
-    fn take_idle(&self, address: &str, replayable: bool) -> Option<BackendConn> {
+impl Upstream {
+    /// The pool of connections to `address`, empty.
+    pub(crate) fn new(address: Arc<str>) -> Self {
+        Upstream {
+            address,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The most recently used idle connection that is still usable.
+    /// `replayable`: the request can go again if the connection turns out
+    /// closed, so a recently used one is not probed.
+    fn take_idle(&self, replayable: bool) -> Option<BackendConn> {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(address)?;
+        let mut list = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = list.pop() {
             let quiet = now.saturating_duration_since(entry.since);
             if quiet >= IDLE_TIMEOUT {
@@ -210,7 +227,7 @@ impl Upstreams {
         None
     }
 
-    fn put_idle(&self, address: &Arc<str>, mut conn: BackendConn) {
+    fn put_idle(&self, mut conn: BackendConn) {
         // An idle connection keeps at most a small read buffer (reused by
         // its next response, rather than allocated afresh each time): there
         // may be hundreds of idle connections.
@@ -226,22 +243,15 @@ impl Upstreams {
         conn.forget_read_readiness();
         let now = Instant::now();
         let entry = Idle { conn, since: now };
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        match idle.get_mut(&**address) {
-            Some(list) => {
-                // Oldest first: close the expired ones now rather than
-                // leave sockets the backend has closed sitting in the pool.
-                if let Some(cutoff) = now.checked_sub(IDLE_TIMEOUT) {
-                    let expired = list.partition_point(|e| e.since <= cutoff);
-                    list.drain(..expired);
-                }
-                if list.len() < MAX_IDLE_PER_BACKEND {
-                    list.push(entry);
-                }
-            }
-            None => {
-                idle.insert(Arc::clone(address), vec![entry]);
-            }
+        let mut list = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Oldest first: close the expired ones now rather than leave
+        // sockets the backend has closed sitting in the pool.
+        if let Some(cutoff) = now.checked_sub(IDLE_TIMEOUT) {
+            let expired = list.partition_point(|e| e.since <= cutoff);
+            list.drain(..expired);
+        }
+        if list.len() < MAX_IDLE_PER_BACKEND {
+            list.push(entry);
         }
     }
 
@@ -261,23 +271,26 @@ impl Upstreams {
         })
     }
 
-    /// Sends `request` to `address`, reusing an idle connection when there
-    /// is one. When a pooled connection turns out closed by the backend,
-    /// the request goes again on a fresh connection if that is safe.
+    /// Sends `request` to this backend, reusing an idle connection when
+    /// there is one. When a pooled connection turns out closed by the
+    /// backend, the request goes again on a fresh connection if that is
+    /// safe. `added`: header lines, in wire form, that go after the
+    /// request's own (tlsgate's forwarded headers).
     /// `request_timeout` (`timeouts.request`) bounds sending the rest of a
     /// body the backend answered early, and each wait for the next byte of
     /// the response body.
     pub(crate) async fn send<B>(
         self: &Arc<Self>,
-        address: &Arc<str>,
         connect_timeout: Duration,
         request_timeout: Duration,
         request: Request<B>,
+        added: &[u8],
     ) -> Result<Response<BackendBody>, SendError<B>>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: std::fmt::Display + Send,
     {
+        let address = &self.address;
         let (parts, body) = request.into_parts();
         let framing = RequestFraming::of(body.is_end_stream(), body.size_hint().exact());
         let mut body = Some(body);
@@ -286,11 +299,12 @@ impl Upstreams {
             &parts.method,
             parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
             &parts.headers,
+            added,
             framing,
             &mut head,
         );
         let replayable = framing == RequestFraming::Empty && parts.method.is_idempotent();
-        let mut pooled = self.take_idle(address, replayable);
+        let mut pooled = self.take_idle(replayable);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
@@ -339,7 +353,7 @@ impl Upstreams {
                     let body = BackendBody::new(
                         conn,
                         response.framing,
-                        keep_alive.then(|| (Arc::clone(self), Arc::clone(address))),
+                        keep_alive.then(|| Arc::clone(self)),
                         request_timeout,
                     );
                     return Ok(Response::from_parts(response.parts, body));
@@ -538,7 +552,7 @@ enum BodyState {
         conn: BackendConn,
         framing: Reading,
         /// Where the connection goes back to, when keep-alive is allowed.
-        pool: Option<(Arc<Upstreams>, Arc<str>)>,
+        pool: Option<Arc<Upstream>>,
         silence: Silence,
     },
     /// Ended.
@@ -608,7 +622,7 @@ impl BackendBody {
     fn new(
         mut conn: BackendConn,
         framing: ResponseFraming,
-        pool: Option<(Arc<Upstreams>, Arc<str>)>,
+        pool: Option<Arc<Upstream>>,
         read_timeout: Duration,
     ) -> Self {
         let framing = match framing {
@@ -648,10 +662,10 @@ impl BackendBody {
 
 /// Puts `conn` back in its pool if keep-alive is allowed and the backend
 /// sent nothing past the response; otherwise it closes.
-fn release(conn: BackendConn, pool: Option<(Arc<Upstreams>, Arc<str>)>) {
-    if let Some((upstreams, address)) = pool {
+fn release(conn: BackendConn, pool: Option<Arc<Upstream>>) {
+    if let Some(upstream) = pool {
         if conn.buf.is_empty() {
-            upstreams.put_idle(&address, conn);
+            upstream.put_idle(conn);
         }
     }
 }

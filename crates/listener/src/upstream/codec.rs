@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 
-use crate::headers::tokens;
+use crate::headers::is_hop_by_hop;
 
 /// The largest response head (status line and headers) accepted from a
 /// backend. NGINX's default is 4–8 KiB (`proxy_buffer_size`); this is
@@ -57,7 +57,7 @@ fn expects_body(method: &Method) -> bool {
 }
 
 /// Writes the request line and headers of `parts` for a backend into
-/// `out`. Framing headers are tlsgate's own (`framing`); a client's
+/// `out`, then the header lines in `added` (already in wire form). Framing headers are tlsgate's own (`framing`); a client's
 /// `Content-Length`, `Transfer-Encoding` and `Expect` are not passed on
 /// (tlsgate answers `Expect: 100-continue` itself by reading the body).
 /// Several `Cookie` fields, as HTTP/2 clients send them, become one
@@ -66,6 +66,7 @@ pub(crate) fn encode_request_head(
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
+    added: &[u8],
     framing: RequestFraming,
     out: &mut Vec<u8>,
 ) {
@@ -101,6 +102,7 @@ pub(crate) fn encode_request_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(added);
     match framing {
         RequestFraming::Empty if expects_body(method) => {
             out.extend_from_slice(b"content-length: 0\r\n");
@@ -130,7 +132,8 @@ pub(crate) enum ResponseFraming {
 /// A backend's response head, ready to forward.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
-    /// Status, version and headers.
+    /// Status, version and headers, without the hop-by-hop ones
+    /// (`Connection`, those it names, `Transfer-Encoding`, `Keep-Alive`…).
     pub parts: http::response::Parts,
     /// How its body is delimited.
     pub framing: ResponseFraming,
@@ -232,23 +235,53 @@ pub(crate) fn parse_response_head(
     // allocation per value.
     let head = Bytes::copy_from_slice(&buf[..length]);
     let mut headers = HeaderMap::with_capacity(response.headers.len());
+    // The hop-by-hop headers are read here and never put in the map
+    // (inserted only to be looked up and removed again, they cost a hashed
+    // insert, lookup and removal each per response).
+    let mut close = false;
+    let mut named: Vec<HeaderName> = Vec::new();
+    // Transfer-Encoding: whether there was one, and whether its last coding
+    // (over all its fields) is chunked. Per hop: hyper frames the body for
+    // the client itself.
+    let mut transfer_encoding = false;
+    let mut chunked = false;
     for line in response.headers.iter() {
         let name = HeaderName::from_bytes(line.name.as_bytes())
             .map_err(|_| format!("invalid header name {:?}", line.name))?;
+        if name == header::CONNECTION {
+            for token in list_elements(line.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                    // Other headers it names are this hop's too.
+                    named.extend(HeaderName::from_bytes(token).ok());
+                }
+            }
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
+            transfer_encoding = true;
+            if let Some(last) = list_elements(line.value).next_back() {
+                chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+            continue;
+        }
+        if is_hop_by_hop(&name) {
+            continue;
+        }
         // httparse's value is a slice of `buf`: the same bytes in `head`.
         let start = line.value.as_ptr() as usize - buf.as_ptr() as usize;
         let value = HeaderValue::from_maybe_shared(head.slice(start..start + line.value.len()))
             .map_err(|_| format!("invalid value in header {:?}", line.name))?;
         headers.append(name, value);
     }
-    let mut keep_alive =
-        version == Version::HTTP_11 && !has_token(&headers, &header::CONNECTION, "close");
+    let mut keep_alive = version == Version::HTTP_11 && !close;
     let framing = if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         ResponseFraming::Length(0)
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+    } else if transfer_encoding {
         // With both, Transfer-Encoding wins and the connection is not
         // reused (RFC 9112 §6.3 ¶3: a smuggling attempt or a broken server).
         if headers.contains_key(header::CONTENT_LENGTH) {
@@ -257,7 +290,7 @@ pub(crate) fn parse_response_head(
             // (RFC 9112 §6.1).
             headers.remove(header::CONTENT_LENGTH);
         }
-        if last_coding_is_chunked(&headers) {
+        if chunked {
             ResponseFraming::Chunked
         } else {
             ResponseFraming::UntilClose
@@ -267,6 +300,9 @@ pub(crate) fn parse_response_head(
     } else {
         ResponseFraming::UntilClose
     };
+    for name in &named {
+        headers.remove(name);
+    }
     if framing == ResponseFraming::UntilClose {
         keep_alive = false;
     }
@@ -285,15 +321,13 @@ pub(crate) fn parse_response_head(
     ))
 }
 
-/// Does a comma-separated header (all its fields) list `token`?
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    tokens(headers, &header::TRANSFER_ENCODING)
-        .next_back()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+/// The elements of one comma-separated field value, trimmed, empty ones
+/// skipped.
+fn list_elements(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// The Content-Length, if any. Repeated values must agree (RFC 9110 §8.6).

@@ -160,22 +160,21 @@ fn get(path: &str) -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
+/// A pool of connections to `backend`.
+fn pool(backend: &Scripted) -> Arc<Upstream> {
+    Arc::new(Upstream::new(Arc::clone(&backend.address)))
+}
+
 async fn send<B>(
-    upstreams: &Arc<Upstreams>,
-    backend: &Scripted,
+    upstream: &Arc<Upstream>,
     request: Request<B>,
 ) -> Result<Response<BackendBody>, SendError<B>>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: std::fmt::Display + Send,
 {
-    upstreams
-        .send(
-            &backend.address,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-            request,
-        )
+    upstream
+        .send(Duration::from_secs(5), Duration::from_secs(5), request, b"")
         .await
 }
 
@@ -194,9 +193,9 @@ fn failed<B>(result: Result<Response<BackendBody>, SendError<B>>) -> String {
 #[tokio::test]
 async fn a_connection_is_reused_for_the_next_request() {
     let mut backend = Scripted::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]).await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     for _ in 0..2 {
-        let response = send(&upstreams, &backend, get("/x?y=1")).await.unwrap();
+        let response = send(&upstream, get("/x?y=1")).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(body_of(response).await.unwrap(), b"ok");
     }
@@ -210,12 +209,13 @@ async fn a_chunked_body_streams_whole_and_the_connection_is_reused() {
     const CHUNKED: &[u8] =
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     let backend = Scripted::start(vec![vec![Step::Answer(CHUNKED), Step::Answer(OK)]]).await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
-    // The client gets the body re-framed from the data, not the chunk syntax.
-    assert!(response.headers().contains_key("transfer-encoding"));
+    let upstream = pool(&backend);
+    let response = send(&upstream, get("/")).await.unwrap();
+    // The client gets the body re-framed from the data, not the chunk
+    // syntax: Transfer-Encoding is the backend hop's.
+    assert!(!response.headers().contains_key("transfer-encoding"));
     assert_eq!(body_of(response).await.unwrap(), b"hello world");
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 1);
 }
@@ -227,10 +227,10 @@ async fn a_body_delimited_by_close_is_read_to_the_end_and_the_connection_not_reu
         vec![Step::Answer(OK)],
     ])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let upstream = pool(&backend);
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"all of it");
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 2);
 }
@@ -242,21 +242,21 @@ async fn a_head_response_has_no_body_whatever_its_content_length() {
         Step::Answer(OK),
     ]])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let head = Request::head("/").body(Empty::<Bytes>::new()).unwrap();
-    let response = send(&upstreams, &backend, head).await.unwrap();
+    let response = send(&upstream, head).await.unwrap();
     assert_eq!(response.headers()["content-length"], "1000");
     assert!(response.body().is_end_stream());
     assert_eq!(body_of(response).await.unwrap(), b"");
     let looks_before_reuse = || {
-        let idle = upstreams.idle.lock().unwrap();
-        idle[&backend.address][0].conn.look_before_reuse
+        let idle = upstream.idle.lock().unwrap();
+        idle[0].conn.look_before_reuse
     };
     assert!(
         looks_before_reuse(),
         "a HEAD answer may be followed by a stray body"
     );
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert!(!looks_before_reuse());
     assert_eq!(backend.accepted(), 1);
@@ -268,11 +268,11 @@ async fn an_interim_100_continue_is_skipped() {
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
     )]])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let post = Request::post("/")
         .body(Full::new(Bytes::from_static(b"x")))
         .unwrap();
-    let response = send(&upstreams, &backend, post).await.unwrap();
+    let response = send(&upstream, post).await.unwrap();
     assert_eq!(response.status(), 201);
 }
 
@@ -295,12 +295,12 @@ impl Body for Chunks {
 #[tokio::test]
 async fn request_bodies_go_with_tlsgates_framing() {
     let mut backend = Scripted::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]).await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let post = Request::post("/up")
         .header("content-length", "999")
         .body(Full::new(Bytes::from_static(b"hello")))
         .unwrap();
-    send(&upstreams, &backend, post).await.unwrap();
+    send(&upstream, post).await.unwrap();
     assert_eq!(
         backend.requests.recv().await.unwrap(),
         "POST /up HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
@@ -310,7 +310,7 @@ async fn request_bodies_go_with_tlsgates_framing() {
         Bytes::from_static(b" world"),
     ]));
     let post = Request::post("/up").body(chunks).unwrap();
-    let response = send(&upstreams, &backend, post).await.unwrap();
+    let response = send(&upstream, post).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(
         backend.requests.recv().await.unwrap(),
@@ -327,10 +327,10 @@ async fn a_get_on_a_pooled_connection_the_backend_dropped_goes_again_on_a_fresh_
         )],
     ])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let upstream = pool(&backend);
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"fresh");
     assert_eq!(backend.accepted(), 2);
 }
@@ -338,21 +338,21 @@ async fn a_get_on_a_pooled_connection_the_backend_dropped_goes_again_on_a_fresh_
 /// A backend that answers one GET on a connection and then closes it while
 /// it sits in the pool, and answers `next` on a second connection: the
 /// pool holds the closed one when this returns.
-async fn pooled_then_closed_while_idle(next: &'static [u8]) -> (Scripted, Arc<Upstreams>) {
+async fn pooled_then_closed_while_idle(next: &'static [u8]) -> (Scripted, Arc<Upstream>) {
     let mut backend = Scripted::start(vec![
         vec![Step::Answer(OK), Step::Close],
         vec![Step::Answer(next)],
     ])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let upstream = pool(&backend);
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(
         backend.requests.recv().await.unwrap(),
         "GET / HTTP/1.1\r\nhost: app\r\n\r\n"
     );
     assert_eq!(backend.requests.recv().await.unwrap(), "closed");
-    (backend, upstreams)
+    (backend, upstream)
 }
 
 /// A GET on a connection the backend closed while it sat in the pool gets
@@ -360,9 +360,9 @@ async fn pooled_then_closed_while_idle(next: &'static [u8]) -> (Scripted, Arc<Up
 /// event tokio saw, so the pooled connection is looked at and dropped.
 #[tokio::test]
 async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one() {
-    let (backend, upstreams) =
+    let (backend, upstream) =
         pooled_then_closed_while_idle(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").await;
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"fresh");
     assert_eq!(backend.accepted(), 2);
 }
@@ -372,11 +372,11 @@ async fn a_get_on_a_connection_the_backend_closed_while_idle_goes_on_a_fresh_one
 /// failed request.
 #[tokio::test]
 async fn a_post_never_takes_a_connection_the_backend_closed_while_idle() {
-    let (backend, upstreams) = pooled_then_closed_while_idle(OK).await;
+    let (backend, upstream) = pooled_then_closed_while_idle(OK).await;
     let post = Request::post("/pay")
         .body(Full::new(Bytes::from_static(b"once")))
         .unwrap();
-    let response = send(&upstreams, &backend, post).await.unwrap();
+    let response = send(&upstream, post).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 2);
 }
@@ -388,13 +388,13 @@ async fn a_post_the_backend_dropped_is_not_replayed() {
         vec![Step::Answer(OK)],
     ])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let upstream = pool(&backend);
+    let response = send(&upstream, get("/")).await.unwrap();
     body_of(response).await.unwrap();
     let post = Request::post("/pay")
         .body(Full::new(Bytes::from_static(b"once")))
         .unwrap();
-    let reason = failed(send(&upstreams, &backend, post).await);
+    let reason = failed(send(&upstream, post).await);
     assert!(
         reason.contains("closed the connection without answering"),
         "{reason}"
@@ -409,8 +409,8 @@ async fn a_post_the_backend_dropped_is_not_replayed() {
 #[tokio::test]
 async fn a_fresh_connection_closed_without_an_answer_fails_the_request() {
     let backend = Scripted::start(vec![vec![Step::ReadAndClose]]).await;
-    let upstreams = Arc::new(Upstreams::default());
-    let reason = failed(send(&upstreams, &backend, get("/")).await);
+    let upstream = pool(&backend);
+    let reason = failed(send(&upstream, get("/")).await);
     assert!(reason.contains(&*backend.address), "{reason}");
     assert!(reason.contains("without answering"), "{reason}");
 }
@@ -420,17 +420,12 @@ async fn a_refused_connect_hands_the_request_back_unsent() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: Arc<str> = listener.local_addr().unwrap().to_string().into();
     drop(listener);
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = Arc::new(Upstream::new(Arc::clone(&address)));
     let post = Request::post("/again")
         .body(Full::new(Bytes::from_static(b"body")))
         .unwrap();
-    match upstreams
-        .send(
-            &address,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-            post,
-        )
+    match upstream
+        .send(Duration::from_secs(5), Duration::from_secs(5), post, b"")
         .await
     {
         Err(SendError::NotSent(reason, request)) => {
@@ -450,8 +445,8 @@ async fn a_body_cut_short_by_the_backend_is_an_error_not_a_short_body() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
     )]])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let upstream = pool(&backend);
+    let response = send(&upstream, get("/")).await.unwrap();
     let err = body_of(response).await.unwrap_err();
     assert!(err.to_string().contains("before the body ended"), "{err}");
 }
@@ -462,8 +457,8 @@ async fn an_invalid_response_fails_the_request_with_the_reason() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\nx",
     )]])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
-    let reason = failed(send(&upstreams, &backend, get("/")).await);
+    let upstream = pool(&backend);
+    let reason = failed(send(&upstream, get("/")).await);
     assert!(reason.contains("conflicting Content-Length"), "{reason}");
 }
 
@@ -483,14 +478,14 @@ async fn a_large_body_arrives_whole_and_in_order() {
         Step::Answer(OK),
     ]])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let pooled_buffer = || {
-        let idle = upstreams.idle.lock().unwrap();
-        let pooled = &idle[&backend.address];
+        let idle = upstream.idle.lock().unwrap();
+        let pooled = &*idle;
         assert_eq!(pooled.len(), 1);
         pooled[0].conn.buf.capacity()
     };
-    let response = send(&upstreams, &backend, get("/1m")).await.unwrap();
+    let response = send(&upstream, get("/1m")).await.unwrap();
     assert_eq!(response.body().size_hint().exact(), Some(1_048_576));
     let body = body_of(response).await.unwrap();
     assert_eq!(body.len(), 1_048_576);
@@ -499,7 +494,7 @@ async fn a_large_body_arrives_whole_and_in_order() {
     assert_eq!(pooled_buffer(), 0);
     // ...but keeps a small one for the next answer.
     for _ in 0..2 {
-        let response = send(&upstreams, &backend, get("/")).await.unwrap();
+        let response = send(&upstream, get("/")).await.unwrap();
         assert_eq!(body_of(response).await.unwrap(), b"ok");
         let capacity = pooled_buffer();
         assert!(capacity > 0 && capacity <= READ_SIZE, "{capacity}");
@@ -522,12 +517,12 @@ async fn a_backend_answering_before_reading_the_body_gets_it_while_its_answer_st
         vec![Step::Answer(OK)],
     ])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let upload = Request::post("/echo")
         .body(Full::new(Bytes::from(vec![b'b'; 4_194_304])))
         .unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), async {
-        let response = send(&upstreams, &backend, upload).await.unwrap();
+        let response = send(&upstream, upload).await.unwrap();
         body_of(response).await.unwrap()
     })
     .await
@@ -539,7 +534,7 @@ async fn a_backend_answering_before_reading_the_body_gets_it_while_its_answer_st
         .unwrap();
     assert_eq!(received, "body of 4194304 bytes");
     // That connection is not reused: the next request opens another.
-    let response = send(&upstreams, &backend, get("/")).await.unwrap();
+    let response = send(&upstream, get("/")).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(backend.accepted(), 2);
 }
@@ -552,7 +547,7 @@ async fn a_backend_answering_before_reading_the_body_gets_it_while_its_answer_st
 async fn a_recently_pooled_connection_is_looked_at_only_when_something_happened() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: Arc<str> = listener.local_addr().unwrap().to_string().into();
-    let upstreams = Upstreams::default();
+    let upstream = Upstream::new(Arc::clone(&address));
     let (listener, address_ref) = (&listener, &address);
     let pooled = move |look_before_reuse| async move {
         let client = TcpStream::connect(&**address_ref).await.unwrap();
@@ -569,31 +564,31 @@ async fn a_recently_pooled_connection_is_looked_at_only_when_something_happened(
 
     // Quiet since pooled: handed out.
     let (conn, _stream, _server) = pooled(false).await;
-    upstreams.put_idle(&address, conn);
-    assert!(upstreams.take_idle(&address, true).is_some());
+    upstream.put_idle(conn);
+    assert!(upstream.take_idle(true).is_some());
 
     // Stray bytes after it was pooled: tokio sees them, the look finds
     // them, and the connection is closed instead.
     let (conn, stream, mut server) = pooled(false).await;
-    upstreams.put_idle(&address, conn);
+    upstream.put_idle(conn);
     server.write_all(b"stray").await.unwrap();
     stream.readable().await.unwrap();
-    assert!(upstreams.take_idle(&address, true).is_none());
+    assert!(upstream.take_idle(true).is_none());
 
     // Closed by the backend after it was pooled: likewise.
     let (conn, stream, server) = pooled(false).await;
-    upstreams.put_idle(&address, conn);
+    upstream.put_idle(conn);
     drop(server);
     stream.readable().await.unwrap();
-    assert!(upstreams.take_idle(&address, true).is_none());
+    assert!(upstream.take_idle(true).is_none());
 
     // After a bodiless answer, stray bytes that came before it was pooled
     // (no readiness left to see) are still found.
     let (conn, stream, mut server) = pooled(true).await;
     server.write_all(b"stray").await.unwrap();
     stream.readable().await.unwrap();
-    upstreams.put_idle(&address, conn);
-    assert!(upstreams.take_idle(&address, true).is_none());
+    upstream.put_idle(conn);
+    assert!(upstream.take_idle(true).is_none());
 }
 
 #[tokio::test]
@@ -604,13 +599,13 @@ async fn a_204_or_304_answer_marks_the_connection_for_a_look_before_reuse() {
         Step::Answer(b"HTTP/1.1 304 Not Modified\r\ncontent-length: 7\r\n\r\n"),
     ]])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let looks_before_reuse = || {
-        let idle = upstreams.idle.lock().unwrap();
-        idle[&backend.address][0].conn.look_before_reuse
+        let idle = upstream.idle.lock().unwrap();
+        idle[0].conn.look_before_reuse
     };
     for expected in [true, false, true] {
-        let response = send(&upstreams, &backend, get("/")).await.unwrap();
+        let response = send(&upstream, get("/")).await.unwrap();
         body_of(response).await.unwrap();
         assert_eq!(looks_before_reuse(), expected);
     }
@@ -632,10 +627,10 @@ async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
         )],
     ])
     .await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     let limit = Duration::from_millis(300);
-    let response = upstreams
-        .send(&backend.address, limit, limit, get("/stalls"))
+    let response = upstream
+        .send(limit, limit, get("/stalls"), b"")
         .await
         .unwrap();
     let started = Instant::now();
@@ -649,8 +644,8 @@ async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
     // 600 ms in all, 100 ms between bytes: longer than this limit, but never
     // silent for it (generous, for a loaded CI machine).
     let limit = Duration::from_millis(450);
-    let response = upstreams
-        .send(&backend.address, limit, limit, get("/trickles"))
+    let response = upstream
+        .send(limit, limit, get("/trickles"), b"")
         .await
         .unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"slowly");
@@ -662,7 +657,7 @@ async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
 #[tokio::test]
 async fn a_post_whose_head_could_not_be_written_goes_again_with_its_body() {
     let mut backend = Scripted::start(vec![vec![Step::Answer(OK)]]).await;
-    let upstreams = Arc::new(Upstreams::default());
+    let upstream = pool(&backend);
     // A pooled connection that looks fine (nothing to read) but cannot be
     // written to: its sending side is shut.
     let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -673,19 +668,16 @@ async fn a_post_whose_head_could_not_be_written_goes_again_with_its_body() {
     socket2::SockRef::from(&client)
         .shutdown(std::net::Shutdown::Write)
         .unwrap();
-    upstreams.put_idle(
-        &backend.address,
-        BackendConn {
-            stream: Arc::new(client),
-            buf: BytesMut::new(),
-            look_before_reuse: false,
-            grown: false,
-        },
-    );
+    upstream.put_idle(BackendConn {
+        stream: Arc::new(client),
+        buf: BytesMut::new(),
+        look_before_reuse: false,
+        grown: false,
+    });
     let post = Request::post("/pay")
         .body(Full::new(Bytes::from_static(b"once")))
         .unwrap();
-    let response = send(&upstreams, &backend, post).await.unwrap();
+    let response = send(&upstream, post).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     let request = backend.requests.recv().await.unwrap();
     assert!(

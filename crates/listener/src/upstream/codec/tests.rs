@@ -9,7 +9,7 @@ fn head(method: Method, headers: &[(&str, &str)], framing: RequestFraming) -> St
         );
     }
     let mut out = Vec::new();
-    encode_request_head(&method, "/a?b=c", &map, framing, &mut out);
+    encode_request_head(&method, "/a?b=c", &map, b"", framing, &mut out);
     String::from_utf8(out).unwrap()
 }
 
@@ -47,6 +47,28 @@ fn a_get_goes_as_its_request_line_and_headers_in_order() {
             RequestFraming::Empty
         ),
         "GET /a?b=c HTTP/1.1\r\nhost: app\r\nx-one: 1\r\naccept: */*\r\n\r\n"
+    );
+}
+
+#[test]
+fn tlsgates_added_lines_follow_the_requests_own_and_precede_the_framing() {
+    let map: HeaderMap = [(header::HOST, HeaderValue::from_static("app"))]
+        .into_iter()
+        .collect();
+    let added = b"x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\n";
+    let mut out = Vec::new();
+    encode_request_head(
+        &Method::POST,
+        "/",
+        &map,
+        added,
+        RequestFraming::Length(2),
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "POST / HTTP/1.1\r\nhost: app\r\nx-forwarded-for: 192.0.2.7\r\n\
+         x-forwarded-proto: https\r\ncontent-length: 2\r\n\r\n"
     );
 }
 
@@ -332,6 +354,29 @@ fn with_transfer_encoding_a_content_length_is_not_passed_on() {
     );
     assert_eq!(head.framing, ResponseFraming::Chunked);
     assert!(!head.parts.headers.contains_key("content-length"));
+}
+
+#[test]
+fn hop_by_hop_headers_stay_with_the_backend_hop() {
+    let (head, _) = complete(
+        "HTTP/1.1 200 OK\r\nserver: app\r\nconnection: keep-alive, x-trace\r\n\
+         keep-alive: timeout=5\r\nx-trace: 1\r\nupgrade: h2c\r\ntrailer: x-sum\r\n\
+         transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\nx-kept: 2\r\n\r\n",
+        &Method::GET,
+    );
+    let mut left: Vec<&str> = head.parts.headers.keys().map(HeaderName::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["server", "x-kept"]);
+    // Read before they were left out: keep-alive, and the last coding of
+    // all the Transfer-Encoding fields.
+    assert!(head.keep_alive);
+    assert_eq!(head.framing, ResponseFraming::Chunked);
+    let (head, _) = complete(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n",
+        &Method::GET,
+    );
+    assert_eq!(head.framing, ResponseFraming::UntilClose);
+    assert!(!head.keep_alive);
 }
 
 #[test]
