@@ -171,10 +171,10 @@ impl Drop for Lease {
 impl BackendPool {
     /// A pool for `configs`, scheduled by `kind`.
     ///
-    /// The state (health, in-flight counters, consecutive check results) of
-    /// addresses also present in `previous` is carried over, so a config
-    /// reload does not reset health or drop in-flight accounting; addresses
-    /// no longer listed are dropped. An address listed twice shares one
+    /// The state (health, in-flight counters, consecutive check results,
+    /// idle connections) of addresses also present in `previous` is carried
+    /// over, so a config reload does not reset health, drop in-flight
+    /// accounting or reconnect; addresses no longer listed are dropped. An address listed twice shares one
     /// state (it is one server).
     pub fn new(
         configs: &[BackendConfig],

@@ -54,22 +54,30 @@ pub(crate) struct ClientCertHeaders {
     issuer: HeaderValue,
     serial: HeaderValue,
     fingerprint: HeaderValue,
-    rfc9440: HeaderValue,
+    /// RFC 9440 `Client-Cert`, made only for a listener that sends it (the
+    /// whole certificate in base64: a kilobyte or two).
+    rfc9440: Option<HeaderValue>,
 }
 
 impl ClientCertHeaders {
-    /// From the client's leaf certificate (already verified by the handshake).
-    pub(crate) fn from_der(der: &[u8]) -> Option<Self> {
+    /// From the client's leaf certificate (already verified by the
+    /// handshake); `rfc9440`: the listener sends `Client-Cert` too.
+    pub(crate) fn from_der(der: &[u8], rfc9440: bool) -> Option<Self> {
         let identity = tlsgate_validator::peer_identity(der)?;
         // DNs may hold UTF-8; HTTP allows those bytes as obs-text.
         let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).ok();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let rfc9440 = if rfc9440 {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            Some(value(&format!(":{b64}:"))?)
+        } else {
+            None
+        };
         Some(ClientCertHeaders {
             subject: value(&identity.subject)?,
             issuer: value(&identity.issuer)?,
             serial: value(&identity.serial)?,
             fingerprint: value(&identity.sha256_fingerprint)?,
-            rfc9440: value(&format!(":{b64}:"))?,
+            rfc9440,
         })
     }
 }
@@ -105,14 +113,15 @@ pub(crate) struct ConnectionFacts {
 
 impl ConnectionFacts {
     /// `proto` is `https` or `http`; `port` the listener's port as the
-    /// client addressed it; `rfc9440`: also send RFC 9440 `Client-Cert`.
+    /// client addressed it. The client certificate's headers are taken in
+    /// (and the certificate's own copy dropped): a connection keeps them
+    /// only as lines.
     pub(crate) fn new(
         client: SocketAddr,
         trusted: bool,
-        proto: &str,
+        proto: &'static str,
         port: &HeaderValue,
-        client_cert: &ClientCert,
-        rfc9440: bool,
+        client_cert: ClientCert,
     ) -> Self {
         let mut added = Vec::with_capacity(96);
         push_line(
@@ -136,8 +145,8 @@ impl ConnectionFacts {
                     cert.fingerprint.as_bytes(),
                 );
                 push_line(&mut added, &CLIENTCERT_VERIFY, b"SUCCESS");
-                if rfc9440 {
-                    push_line(&mut added, &CLIENT_CERT, cert.rfc9440.as_bytes());
+                if let Some(rfc9440) = &cert.rfc9440 {
+                    push_line(&mut added, &CLIENT_CERT, rfc9440.as_bytes());
                 }
             }
         }
@@ -307,10 +316,10 @@ pub(crate) fn header_bytes(method: &http::Method, uri: &http::Uri, headers: &Hea
 mod tests {
     use super::*;
 
-    fn facts(trusted: bool, client_cert: &ClientCert) -> ConnectionFacts {
+    fn facts(trusted: bool, client_cert: ClientCert) -> ConnectionFacts {
         let client = "192.0.2.7:51000".parse().unwrap();
         let port = HeaderValue::from_static("443");
-        ConnectionFacts::new(client, trusted, "https", &port, client_cert, true)
+        ConnectionFacts::new(client, trusted, "https", &port, client_cert)
     }
 
     /// The request's headers after the rewrite, with the added lines parsed
@@ -352,7 +361,7 @@ mod tests {
 
     #[test]
     fn untrusted_clients_cannot_forge_anything() {
-        let h = rewritten(forged(), &facts(false, &ClientCert::NotRequested));
+        let h = rewritten(forged(), &facts(false, ClientCert::NotRequested));
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -407,7 +416,7 @@ mod tests {
 
     #[test]
     fn trusted_proxies_keep_the_chain() {
-        let h = rewritten(forged(), &facts(true, &ClientCert::Absent));
+        let h = rewritten(forged(), &facts(true, ClientCert::Absent));
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -417,7 +426,7 @@ mod tests {
         // A trusted proxy that sent no chain: the client's address alone.
         let mut bare = forged();
         bare.remove("x-forwarded-for");
-        let h = rewritten(bare, &facts(true, &ClientCert::Absent));
+        let h = rewritten(bare, &facts(true, ClientCert::Absent));
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
     }
 
@@ -428,10 +437,10 @@ mod tests {
             issuer: HeaderValue::from_static("CN=Example CA"),
             serial: HeaderValue::from_static("01:02"),
             fingerprint: HeaderValue::from_static("ab12"),
-            rfc9440: HeaderValue::from_static(":MIIB:"),
+            rfc9440: Some(HeaderValue::from_static(":MIIB:")),
         };
         let verified = ClientCert::Verified(Arc::new(cert));
-        let h = rewritten(forged(), &facts(false, &verified));
+        let h = rewritten(forged(), &facts(false, verified));
         assert_eq!(h["x-forwarded-clientcert-subjectdn"], "CN=alice,O=Example");
         assert_eq!(h["x-forwarded-clientcert-issuerdn"], "CN=Example CA");
         assert_eq!(h["x-forwarded-clientcert-serial"], "01:02");
@@ -457,8 +466,7 @@ mod tests {
                 false,
                 "http",
                 &port,
-                &ClientCert::NotRequested,
-                false,
+                ClientCert::NotRequested,
             );
             let h = rewritten(HeaderMap::new(), &facts);
             assert_eq!(h["x-forwarded-for"], expected);

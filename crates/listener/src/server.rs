@@ -414,8 +414,7 @@ async fn connection(
                 trusted,
                 "http",
                 &shared.port,
-                &ClientCert::NotRequested,
-                config.rfc9440_client_cert,
+                ClientCert::NotRequested,
             );
             // Not held for the connection's life: a reload's old config
             // should go when the reload is done, not when the last client does.
@@ -474,18 +473,13 @@ async fn connection(
                 .handshake_ok(session.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
             let client_cert = match (&tls.mutual_auth, session.peer_certificates()) {
                 (None, _) => ClientCert::NotRequested,
-                (Some(_), Some([leaf, ..])) => ClientCertHeaders::from_der(leaf.as_ref())
-                    .map_or(ClientCert::Absent, |h| ClientCert::Verified(Arc::new(h))),
+                (Some(_), Some([leaf, ..])) => {
+                    ClientCertHeaders::from_der(leaf.as_ref(), config.rfc9440_client_cert)
+                        .map_or(ClientCert::Absent, |h| ClientCert::Verified(Arc::new(h)))
+                }
                 (Some(_), _) => ClientCert::Absent,
             };
-            let facts = ConnectionFacts::new(
-                peer,
-                trusted,
-                "https",
-                &shared.port,
-                &client_cert,
-                config.rfc9440_client_cert,
-            );
+            let facts = ConnectionFacts::new(peer, trusted, "https", &shared.port, client_cert);
             let version = match session.alpn_protocol() {
                 Some(b"h2") => HttpVersion::Http2,
                 _ => HttpVersion::Http1,

@@ -9,9 +9,11 @@
 //! backend socket by whichever task sends it to the client, so a request
 //! costs its syscalls and no hand-offs (BENCHMARKS.md has the figures).
 //!
-//! Each backend address has an [`Upstream`]: its pool of idle connections,
-//! held by the backend's live state (backend.rs) so a request reaches its
-//! pool without a lookup; idle connections expire after [`IDLE_TIMEOUT`]. A connect failure hands the request back
+//! Each backend of each listener has an [`Upstream`]: its pool of idle
+//! connections, held by the backend's live state (backend.rs) so a request
+//! reaches its pool without a lookup; idle connections expire after
+//! [`IDLE_TIMEOUT`], and are closed when next the pool is used or when the
+//! backend leaves the config. A connect failure hands the request back
 //! unsent so it can go to another backend.
 
 mod codec;
@@ -44,8 +46,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// yet) is a close the request is retried from like any stale connection,
 /// or, rarely, stray bytes that fail the request with 502.
 const TRUSTED_IDLE: Duration = Duration::from_secs(1);
-/// Idle connections kept per backend: enough for the concurrency of a busy
-/// HTTP/2 listener, whose streams each need a backend connection.
+/// Idle connections kept per backend of a listener: enough for the
+/// concurrency of a busy HTTP/2 listener, whose streams each need a backend
+/// connection.
 const MAX_IDLE_PER_BACKEND: usize = 512;
 /// Room made in a connection's buffer before each read from a backend.
 const READ_SIZE: usize = 8 * 1024;

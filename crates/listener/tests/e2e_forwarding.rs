@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use http::StatusCode;
 use tlsgate_cert_store::ClientAuthMode;
-use tlsgate_listener::{HealthCheckConfig, SchedulerKind};
+use tlsgate_listener::{BackendConfig, HealthCheckConfig, SchedulerKind};
 
 const H2: &[u8] = b"h2";
 const HTTP11: &[u8] = b"http/1.1";
@@ -738,6 +738,58 @@ async fn a_backend_slower_than_the_request_timeout_gets_504() {
         .await
         .unwrap();
     assert_eq!(response.status, StatusCode::OK, "{response:?}");
+}
+
+/// A client that leaves while its request waits on the backend takes the
+/// backend request with it (as NGINX does by default): the backend sees its
+/// connection close at once, rather than working for no one until it
+/// answers or `timeouts.request` (60 s) runs out. hyper learns of the
+/// client's leaving by reading the socket mid-request; `half_close` would
+/// turn that read off (and save an 8 KiB buffer per request), so it stays off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_request_cancels_the_backend_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
+    config.backends = vec![BackendConfig {
+        address: silent.local_addr().unwrap().to_string(),
+        weight: 100,
+    }];
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    tls.write_all(b"GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut backend, _) = within("the request reaches the backend", STEP, silent.accept())
+        .await
+        .unwrap();
+    let mut request = vec![0u8; 4096];
+    let n = within("the request", STEP, backend.read(&mut request))
+        .await
+        .unwrap();
+    assert!(
+        request[..n].starts_with(b"GET /slow HTTP/1.1\r\n"),
+        "{:?}",
+        &request[..n]
+    );
+    // The client goes away without waiting for the answer.
+    drop(tls);
+    let mut rest = Vec::new();
+    let ended = within(
+        "the backend connection closes",
+        STEP,
+        backend.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        ended.is_ok()
+            || ended
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{ended:?}"
+    );
+    assert!(rest.is_empty(), "nothing more was sent: {rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

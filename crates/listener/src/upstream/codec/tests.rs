@@ -361,6 +361,7 @@ fn hop_by_hop_headers_stay_with_the_backend_hop() {
     let (head, _) = complete(
         "HTTP/1.1 200 OK\r\nserver: app\r\nconnection: keep-alive, x-trace\r\n\
          keep-alive: timeout=5\r\nx-trace: 1\r\nupgrade: h2c\r\ntrailer: x-sum\r\n\
+         proxy-connection: keep-alive\r\nproxy-authenticate: Basic\r\nte: trailers\r\n\
          transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\nx-kept: 2\r\n\r\n",
         &Method::GET,
     );
