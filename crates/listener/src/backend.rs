@@ -174,8 +174,8 @@ impl BackendPool {
     /// The state (health, in-flight counters, consecutive check results,
     /// idle connections) of addresses also present in `previous` is carried
     /// over, so a config reload does not reset health, drop in-flight
-    /// accounting or reconnect; addresses no longer listed are dropped. An address listed twice shares one
-    /// state (it is one server).
+    /// accounting or reconnect; addresses no longer listed are dropped. An
+    /// address listed twice shares one state (it is one server).
     pub fn new(
         configs: &[BackendConfig],
         kind: SchedulerKind,

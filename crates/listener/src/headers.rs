@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -90,7 +89,7 @@ pub(crate) enum ClientCert {
     /// Optional mode, and the client sent no certificate.
     Absent,
     /// A verified client certificate.
-    Verified(Arc<ClientCertHeaders>),
+    Verified(ClientCertHeaders),
 }
 
 /// Per-connection facts the headers are made from.
@@ -107,7 +106,8 @@ pub(crate) struct ConnectionFacts {
     /// to the backend, rather than inserted into each request's header map
     /// (a hashed insert per header per request) only to be read out again.
     added: Box<[u8]>,
-    /// Where `added`'s `X-Forwarded-For` line ends.
+    /// Where `added`'s `X-Forwarded-For` line ends (a trusted proxy's chain
+    /// replaces it).
     forwarded_for_end: usize,
 }
 
@@ -157,12 +157,6 @@ impl ConnectionFacts {
             forwarded_for_end,
         }
     }
-
-    /// The client's address as `X-Forwarded-For` carries it.
-    fn client_address(&self) -> &[u8] {
-        let line = &self.added[..self.forwarded_for_end];
-        &line[X_FORWARDED_FOR.as_str().len() + 2..line.len() - 2]
-    }
 }
 
 /// Appends `name: value\r\n`. The values are header values already
@@ -184,8 +178,16 @@ pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
-/// The comma-separated elements of all of a header's fields, as bytes (a
-/// value with non-ASCII bytes still has its ASCII tokens read).
+/// The elements of one comma-separated field value, trimmed, empty ones
+/// skipped (a value with non-ASCII bytes still has its ASCII tokens read).
+pub(crate) fn list_elements(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// The comma-separated elements of all of a header's fields, as bytes.
 fn tokens<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
@@ -193,9 +195,17 @@ fn tokens<'a>(
     headers
         .get_all(name)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
+        .flat_map(|v| list_elements(v.as_bytes()))
+}
+
+/// The header an element of a `Connection` field names as this hop's own;
+/// `close` and `keep-alive` (the usual values) name none beyond
+/// [`HOP_BY_HOP`].
+pub(crate) fn named_by_connection(element: &[u8]) -> Option<HeaderName> {
+    if element.eq_ignore_ascii_case(b"close") || element.eq_ignore_ascii_case(b"keep-alive") {
+        return None;
+    }
+    HeaderName::from_bytes(element).ok()
 }
 
 /// Which of `names` the message carries, found in one pass over its names:
@@ -232,13 +242,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !found.contains(&true) {
         return;
     }
-    // Other headers the `Connection` header names; `close` and `keep-alive`
-    // (the usual values) name nothing beyond HOP_BY_HOP.
     let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
-        .filter(|token| {
-            !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive")
-        })
-        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .filter_map(named_by_connection)
         .collect();
     for name in &named {
         headers.remove(name);
@@ -285,7 +290,9 @@ pub(crate) fn rewrite_request<'a>(
         Some(chain) => {
             let mut chain = chain.into_bytes();
             chain.extend_from_slice(b", ");
-            chain.extend_from_slice(facts.client_address());
+            // Only for requests through a trusted proxy: made again here
+            // rather than kept per connection.
+            chain.extend_from_slice(client_address(facts.client).as_bytes());
             let mut added = Vec::with_capacity(facts.added.len() + chain.len());
             push_line(&mut added, &X_FORWARDED_FOR, &chain);
             added.extend_from_slice(&facts.added[facts.forwarded_for_end..]);
@@ -439,7 +446,7 @@ mod tests {
             fingerprint: HeaderValue::from_static("ab12"),
             rfc9440: Some(HeaderValue::from_static(":MIIB:")),
         };
-        let verified = ClientCert::Verified(Arc::new(cert));
+        let verified = ClientCert::Verified(cert);
         let h = rewritten(forged(), &facts(false, verified));
         assert_eq!(h["x-forwarded-clientcert-subjectdn"], "CN=alice,O=Example");
         assert_eq!(h["x-forwarded-clientcert-issuerdn"], "CN=Example CA");

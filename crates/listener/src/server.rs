@@ -475,7 +475,7 @@ async fn connection(
                 (None, _) => ClientCert::NotRequested,
                 (Some(_), Some([leaf, ..])) => {
                     ClientCertHeaders::from_der(leaf.as_ref(), config.rfc9440_client_cert)
-                        .map_or(ClientCert::Absent, |h| ClientCert::Verified(Arc::new(h)))
+                        .map_or(ClientCert::Absent, ClientCert::Verified)
                 }
                 (Some(_), _) => ClientCert::Absent,
             };

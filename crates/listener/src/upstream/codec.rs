@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 
-use crate::headers::is_hop_by_hop;
+use crate::headers::{is_hop_by_hop, list_elements, named_by_connection};
 
 /// The largest response head (status line and headers) accepted from a
 /// backend. NGINX's default is 4–8 KiB (`proxy_buffer_size`); this is
@@ -58,8 +58,8 @@ fn expects_body(method: &Method) -> bool {
 
 /// Writes the request line and `headers` for a backend into `out`, then
 /// the header lines in `added` (already in wire form). Framing headers
-/// are tlsgate's own (`framing`); a client's `Content-Length`, `Transfer-Encoding` and `Expect` are not passed on
-/// (tlsgate answers `Expect: 100-continue` itself by reading the body).
+/// are tlsgate's own (`framing`); a client's `Content-Length`,
+/// `Transfer-Encoding` and `Expect` are not passed on (tlsgate answers `Expect: 100-continue` itself by reading the body).
 /// Several `Cookie` fields, as HTTP/2 clients send them, become one
 /// (RFC 9113 §8.2.3).
 pub(crate) fn encode_request_head(
@@ -249,13 +249,9 @@ pub(crate) fn parse_response_head(
         let name = HeaderName::from_bytes(line.name.as_bytes())
             .map_err(|_| format!("invalid header name {:?}", line.name))?;
         if name == header::CONNECTION {
-            for token in list_elements(line.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if !token.eq_ignore_ascii_case(b"keep-alive") {
-                    // Other headers it names are this hop's too.
-                    named.extend(HeaderName::from_bytes(token).ok());
-                }
+            for element in list_elements(line.value) {
+                close |= element.eq_ignore_ascii_case(b"close");
+                named.extend(named_by_connection(element));
             }
             continue;
         }
@@ -319,15 +315,6 @@ pub(crate) fn parse_response_head(
         },
         length,
     ))
-}
-
-/// The elements of one comma-separated field value, trimmed, empty ones
-/// skipped.
-fn list_elements(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
 }
 
 /// The Content-Length, if any. Repeated values must agree (RFC 9110 §8.6).
