@@ -157,6 +157,13 @@ impl ConnectionFacts {
             forwarded_for_end,
         }
     }
+
+    /// The client's address as `X-Forwarded-For` carries it: the value of
+    /// the first added line, formatted once for the connection.
+    fn client_address(&self) -> &[u8] {
+        let line = &self.added[..self.forwarded_for_end];
+        &line[X_FORWARDED_FOR.as_str().len() + b": ".len()..line.len() - b"\r\n".len()]
+    }
 }
 
 /// Appends `name: value\r\n`. The values are header values already
@@ -290,9 +297,7 @@ pub(crate) fn rewrite_request<'a>(
         Some(chain) => {
             let mut chain = chain.into_bytes();
             chain.extend_from_slice(b", ");
-            // Only for requests through a trusted proxy: made again here
-            // rather than kept per connection.
-            chain.extend_from_slice(client_address(facts.client).as_bytes());
+            chain.extend_from_slice(facts.client_address());
             let mut added = Vec::with_capacity(facts.added.len() + chain.len());
             push_line(&mut added, &X_FORWARDED_FOR, &chain);
             added.extend_from_slice(&facts.added[facts.forwarded_for_end..]);
