@@ -101,18 +101,24 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime + stime of the process tree. /proc/PID/stat covers all threads
-    of a process, including ones that already exited."""
-    total = 0
+def tree_cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the process tree in seconds. /proc/PID/stat covers
+    all threads of a process, including ones that already exited."""
+    user = system = 0
     for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text()
         except OSError:
             continue
         rest = fields[fields.rindex(")") + 2 :].split()
-        total += int(rest[11]) + int(rest[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
+        user += int(rest[11])  # utime (field 14)
+        system += int(rest[12])  # stime (field 15)
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of the process tree."""
+    return sum(tree_cpu_times(pid))
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -415,6 +421,7 @@ class Window:
 
     wall: float
     proxy_cpu: float
+    proxy_user: float  # the part of proxy_cpu spent in user space
     gen_cpu: float  # the load generator's own CPU (reaped child rusage)
     backend_cpu: float
     core_busy: dict[str, float]  # cpuN -> busy fraction over the window
@@ -471,7 +478,7 @@ class Window:
 
 def measured(env: Env, proxy_pid: int, fn):
     """Runs fn (one load run) and records what it cost whom."""
-    cpu0 = tree_cpu_seconds(proxy_pid)
+    user0, sys0 = tree_cpu_times(proxy_pid)
     backend0 = tree_cpu_seconds(env.backend_pid)
     cores0 = core_times()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -480,7 +487,7 @@ def measured(env: Env, proxy_pid: int, fn):
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cores1 = core_times()
-    cpu1 = tree_cpu_seconds(proxy_pid)
+    user1, sys1 = tree_cpu_times(proxy_pid)
     backend1 = tree_cpu_seconds(env.backend_pid)
     busy, task = {}, {}
     for core, (k1, b1, t1) in cores1.items():
@@ -488,7 +495,8 @@ def measured(env: Env, proxy_pid: int, fn):
         busy[core] = (b1 - b0) / (t1 - t0_) if t1 > t0_ else 0.0
         task[core] = (k1 - k0) / (t1 - t0_) if t1 > t0_ else 0.0
     gen = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    return result, Window(wall, cpu1 - cpu0, gen, backend1 - backend0, busy, task)
+    cpu = (user1 + sys1) - (user0 + sys0)
+    return result, Window(wall, cpu, user1 - user0, gen, backend1 - backend0, busy, task)
 
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -669,6 +677,11 @@ METRICS = [
     Metric("cpu_resumed", "Proxy CPU per 1,000 resumed handshakes", "CPU-s", False, "{:.3f}"),
     Metric("cpu_h1", "Proxy CPU per 10,000 HTTP/1.1 requests", "CPU-s", False, "{:.3f}"),
     Metric("cpu_h2", "Proxy CPU per 10,000 HTTP/2 requests", "CPU-s", False, "{:.3f}"),
+    # The proxy's own code (TLS records, HTTP parsing, its event loop); the
+    # rest of its CPU is the kernel's loopback TCP, which every proxy pays
+    # alike for the same syscalls and packets.
+    Metric("usr_h1", "Proxy user-space CPU per 10,000 HTTP/1.1 requests", "CPU-s", False, "{:.3f}"),
+    Metric("usr_h2", "Proxy user-space CPU per 10,000 HTTP/2 requests", "CPU-s", False, "{:.3f}"),
     # What the same requests cost CPU 1 (load generator and backends): the
     # same for every proxy when CPU 1 is the limit, so no proxy's rate can
     # pull far ahead of another's there.
@@ -776,6 +789,7 @@ def test_h1(c: Ctx) -> None:
     c.results.add(c.name, "h1_p50", res.get("p50_ms", float("nan")), w)
     c.results.add(c.name, "h1_p99", res.get("p99_ms", float("nan")), w)
     c.results.add(c.name, "cpu_h1", w.proxy_cpu / res["requests"] * 10_000 if res["requests"] else float("nan"), w)
+    c.results.add(c.name, "usr_h1", w.proxy_user / res["requests"] * 10_000 if res["requests"] else float("nan"), w)
     c.results.add(c.name, "gen_h1", w.gen_cpu_per(res["requests"], 10_000), w)
     log(f"{c.name}: h1 {res['rps']:,.0f} req/s p50 {res.get('p50_ms')} p99 {res.get('p99_ms')} ms [{w.cell()}]")
     c.results.raw.append({"proxy": c.name, "test": "h1", **res, "window": w.__dict__})
@@ -792,6 +806,7 @@ def test_h2(c: Ctx) -> None:
     c.results.add(c.name, "h2_p50", res["p50_ms"], w)
     c.results.add(c.name, "h2_p99", res["p99_ms"], w)
     c.results.add(c.name, "cpu_h2", w.proxy_cpu / res["requests"] * 10_000 if res.get("requests") else float("nan"), w)
+    c.results.add(c.name, "usr_h2", w.proxy_user / res["requests"] * 10_000 if res.get("requests") else float("nan"), w)
     c.results.add(c.name, "gen_h2", w.gen_cpu_per(res.get("requests", 0), 10_000), w)
     log(f"{c.name}: h2 {res['rps']:,.0f} req/s p50 {res['p50_ms']:.2f} p99 {res['p99_ms']:.2f} ms "
         f"(per-connection req/s min {res.get('client_rps_min')} max {res.get('client_rps_max')}) [{w.cell()}]")
