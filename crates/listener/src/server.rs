@@ -361,6 +361,17 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
             CertificateError::ExpiredRevocationList
             | CertificateError::ExpiredRevocationListContext { .. },
         ) => "CRL expired (expired_crl = reject-all)",
+        // rustls' verifier passes webpki's own reasons on as Other; an
+        // X.509 v1 certificate (`openssl x509 -req` without -extfile) is
+        // the common one, and says nothing to an operator as a Debug dump.
+        Error::InvalidCertificate(CertificateError::Other(other))
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::UnsupportedCertVersion)
+            ) =>
+        {
+            "client certificate is X.509 v1 (reissue it as v3, with extensions)"
+        }
         Error::InvalidCertificate(_) => "client certificate invalid",
         // A pre-TLS 1.2 ClientHello lacks signature_algorithms, which rustls checks first.
         Error::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired)
@@ -375,8 +386,10 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
         Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
             "no shared cipher suite"
         }
+        // Also where a client offers only static-RSA or DHE suites: OpenSSL
+        // then sends no supported_groups at all.
         Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => {
-            "no shared key-exchange group"
+            "no shared key-exchange group (ECDHE only: the client offers no ECDHE group, or only RSA/DHE key exchange)"
         }
         Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
             "no shared signature scheme"
@@ -389,7 +402,9 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
             "client does not trust the server certificate"
         }
         Error::AlertReceived(_) => "client sent an alert",
-        Error::NoApplicationProtocol => "no shared ALPN protocol (tlsgate speaks h2 and http/1.1)",
+        Error::NoApplicationProtocol => {
+            "no shared ALPN protocol (tlsgate speaks h2, http/1.1 and http/1.0)"
+        }
         Error::InvalidMessage(_)
         | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
             "not a TLS ClientHello (plain HTTP on the HTTPS port?)"

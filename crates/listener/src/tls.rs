@@ -30,7 +30,10 @@ use tlsgate_cert_store::{Snapshot, Store, StoreResolver};
 use crate::TlsPolicy;
 
 /// ALPN protocols offered to clients, in server preference order (R9).
-const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// `http/1.0` is what `curl --http1.0` offers alone; like NGINX, tlsgate
+/// accepts it and serves the connection as HTTP/1.x rather than refusing
+/// the handshake (no_application_protocol).
+const ALPN_PROTOCOLS: [&[u8]; 3] = [b"h2", b"http/1.1", b"http/1.0"];
 
 /// TLS 1.2 sessions remembered per listener. An entry is a few hundred
 /// bytes, so this bounds the cache to a few MiB; the oldest are evicted.

@@ -792,6 +792,68 @@ async fn a_client_that_leaves_mid_request_cancels_the_backend_request() {
     assert!(rest.is_empty(), "nothing more was sent: {rest:?}");
 }
 
+/// `curl --http1.0` offers ALPN `http/1.0` alone, and old backends answer
+/// `HTTP/1.0` and close. The handshake is accepted (not refused with
+/// no_application_protocol), and the client is answered in tlsgate's own
+/// version, HTTP/1.1, with its connection kept open: the backend's
+/// `HTTP/1.0` status line passed on would close it after every response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_client_and_an_http10_backend_keep_the_client_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let old = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
+    config.backends = vec![BackendConfig {
+        address: old.local_addr().unwrap().to_string(),
+        weight: 100,
+    }];
+    // One connection per request, answered and closed, as HTTP/1.0 does.
+    let backend = tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = old.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        }
+    });
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[b"http/1.0"])).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+    for i in 0..2 {
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !(response.ends_with(b"\r\n\r\nok") || response.ends_with(b"0\r\n\r\n")) {
+            let n = within("the response", STEP, tls.read(&mut chunk))
+                .await
+                .unwrap();
+            assert!(
+                n > 0,
+                "request {i}: the connection closed after {response:?}"
+            );
+            response.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&response).to_lowercase();
+        assert!(
+            text.starts_with("http/1.1 200 ok\r\n"),
+            "request {i}: {text}"
+        );
+        assert!(!text.contains("connection: close"), "request {i}: {text}");
+    }
+    backend.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_gets_405_and_never_reaches_a_backend() {
     let fx = Fixture::new();

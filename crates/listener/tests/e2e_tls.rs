@@ -472,6 +472,94 @@ async fn tls12_accepts_only_ecdhe_aead_suites() {
     ] {
         refused_and_counted(&server, WEB, &["-tls1_2", "-cipher", cipher]).await;
     }
+    // OpenSSL offering only static-RSA/DHE suites sends no groups at all;
+    // the log and metric reason says so, not just "no shared group".
+    let failures = server.stats("rsa").await.unwrap().handshake_failures();
+    assert!(
+        failures
+            .keys()
+            .any(|reason| reason.contains("only RSA/DHE key exchange")),
+        "{failures:?}"
+    );
+}
+
+/// A client certificate made the way many web recipes make one, `openssl
+/// x509 -req` without `-extfile`, is X.509 v1, which the verifier refuses;
+/// the reason names that rather than a Debug dump of webpki's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_client_certificate_is_refused_with_a_reason_that_says_so() {
+    let fx = Fixture::new();
+    let dir = fx.dir.path();
+    let ca = fx.client_ca.cert();
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(dir.join("ca.key"), ca.key().pkcs8_pem()).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=v1 client",
+        "-keyout",
+        &path("v1.key"),
+        "-out",
+        &path("v1.csr"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("v1.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        &path("v1.pem"),
+    ]);
+    let backend = Backend::start("a").await;
+    let (server, _addr) = start(
+        &fx.store,
+        vec![listener(
+            WEB,
+            https(
+                &[WWW],
+                "tls12",
+                Some(mutual(CORP, ClientAuthMode::Required)),
+            ),
+            &[&backend],
+        )],
+    )
+    .await;
+    refused_and_counted(
+        &server,
+        WEB,
+        &["-tls1_2", "-cert", &path("v1.pem"), "-key", &path("v1.key")],
+    )
+    .await;
+    let failures = server.stats(WEB).await.unwrap().handshake_failures();
+    assert!(
+        failures.keys().any(|reason| reason.contains("X.509 v1")),
+        "{failures:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

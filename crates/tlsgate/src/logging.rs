@@ -2,6 +2,8 @@
 //! (`--log-format json`), and without timestamps under systemd, whose
 //! journal stamps every line itself.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
@@ -26,7 +28,11 @@ pub fn init(format: LogFormat) {
     let result = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Text, false) => builder.try_init(),
+        // Colour only for a terminal: escape codes in a file, a pipe or
+        // `docker logs` are noise (NO_COLOR still turns it off everywhere).
+        (LogFormat::Text, false) => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
     };
     // Already installed (tests call this more than once): keep the first.
     let _ = result;

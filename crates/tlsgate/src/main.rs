@@ -52,9 +52,9 @@ enum Command {
         /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Worker threads (default: the config's server.workers, else one per core).
-        #[arg(long)]
-        workers: Option<usize>,
+        /// Worker threads, 1 to 4096 (default: the config's server.workers, else one per core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        workers: Option<u16>,
     },
     /// Validate the configuration and the certificate store it names; exit 0 or 1.
     CheckConfig {
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, workers } => {
             logging::init(cli.log_format);
-            serve::run(&config, workers)
+            serve::run(&config, workers.map(usize::from))
         }
         Command::CheckConfig { config } => check::run(&config),
         Command::Demo(args) => {

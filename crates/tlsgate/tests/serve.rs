@@ -198,6 +198,68 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     ok_stdout(&site.get(port, false, "/"));
 }
 
+/// What operators try with curl: `--http1.0` (which offers ALPN `http/1.0`
+/// alone) is served, and a header over `max_header_bytes` gets a 431 over
+/// HTTP/2 as over HTTP/1.1. (The limit is lowered here: curl's HTTP/2
+/// library, nghttp2, will not send a header block over 64 KiB at all, the
+/// default limit, and reports the request failed without sending it.)
+#[test]
+fn curl_http10_and_an_oversized_header_over_http2_get_proper_answers() {
+    need("curl");
+    let site = Site::new(Duration::ZERO);
+    fs::write(
+        site.config_path(),
+        format!(
+            "{}\n[listener.limits]\nmax_header_bytes = 8192\n",
+            site.config_text(false)
+        ),
+    )
+    .unwrap();
+    let (_proc, port) = site.serve();
+    let root = site.path.join("root.pem");
+    let url = format!("https://localhost:{port}/");
+    let out = curl(&[
+        "--http1.0",
+        "--cacert",
+        root.to_str().unwrap(),
+        "--write-out",
+        "%{http_code}",
+        "--output",
+        "/dev/null",
+        &url,
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let header_file = site.path.join("big-header.txt");
+    fs::write(&header_file, format!("x-big: {}\n", "b".repeat(20_000))).unwrap();
+    let header_arg = format!("@{}", header_file.display());
+    for version in ["--http1.1", "--http2"] {
+        let out = curl(&[
+            version,
+            "--cacert",
+            root.to_str().unwrap(),
+            "--header",
+            &header_arg,
+            "--write-out",
+            "%{http_code}",
+            "--output",
+            "/dev/null",
+            &url,
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "431",
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     need("curl");
@@ -230,6 +292,33 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("backend"));
     assert!(proc.wait_exit().success());
+}
+
+/// Text logs written to a pipe or a file (systemd without journald,
+/// `docker logs`, `2>file`) carry no colour escape codes; `--workers 0`
+/// is a usage error (exit 2), as `server.workers = 0` is a config error.
+#[test]
+fn text_logs_to_a_pipe_have_no_colour_codes_and_workers_0_is_refused() {
+    let site = Site::new(Duration::ZERO);
+    let config = site.config_path();
+    let proc = spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let line = proc.wait_line("serving");
+    assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
+    drop(proc);
+
+    let zero = Command::new(bin())
+        .args([
+            "serve",
+            "--workers",
+            "0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    assert!(stderr.contains("1..=4096"), "{stderr}");
 }
 
 #[test]

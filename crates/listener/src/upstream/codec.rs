@@ -132,7 +132,7 @@ pub(crate) enum ResponseFraming {
 /// A backend's response head, ready to forward.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
-    /// Status, version and headers, without the hop-by-hop ones
+    /// Status and headers (version HTTP/1.1), without the hop-by-hop ones
     /// (`Connection`, those it names, `Transfer-Encoding`, `Keep-Alive`…).
     pub parts: http::response::Parts,
     /// How its body is delimited.
@@ -302,9 +302,12 @@ pub(crate) fn parse_response_head(
     if framing == ResponseFraming::UntilClose {
         keep_alive = false;
     }
+    // The response keeps the default version, HTTP/1.1: a proxy answers in
+    // its own version (RFC 9110 §6.2). An HTTP/1.0 backend's status line
+    // passed on would make hyper close every client connection after one
+    // response (HTTP/1.0 has no keep-alive by default).
     let mut response = Response::new(());
     *response.status_mut() = status;
-    *response.version_mut() = version;
     *response.headers_mut() = headers;
     let (parts, ()) = response.into_parts();
     Ok(Parsed::Complete(
