@@ -76,6 +76,38 @@ pub(crate) fn local_response(status: StatusCode, message: &str) -> Response<Prox
     response
 }
 
+/// How much of a request body tlsgate reads and throws away after
+/// answering the request itself (503, 431, 405) before the body arrived.
+const DISCARD_LIMIT: usize = 1 << 20;
+/// How long it keeps reading it.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads what is left of an HTTP/2 request body that a local response
+/// answered before it arrived, in the background, bounded by
+/// [`DISCARD_LIMIT`] and [`DISCARD_TIME`]. Dropped unread, the stream is
+/// reset (RST_STREAM NO_ERROR right after the response): valid HTTP/2, but
+/// curl 7.88 (Debian 12) then reports "Stream error in the HTTP/2 framing
+/// layer" instead of the response. NGINX discards such a body too.
+fn discard_h2_body(version: http::Version, body: Incoming) {
+    if version != http::Version::HTTP_2 || body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut left = DISCARD_LIMIT;
+        let _ = tokio::time::timeout(DISCARD_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let read = frame.data_ref().map_or(0, Bytes::len);
+                if read >= left {
+                    break;
+                }
+                left -= read;
+            }
+        })
+        .await;
+    });
+}
+
 /// Handles one request from a client connection.
 pub(crate) async fn handle(
     request: Request<Incoming>,
@@ -98,6 +130,7 @@ async fn forward(
     if parts.method == http::Method::CONNECT {
         // A terminating proxy, not a forward proxy: no tunnels, and a
         // backend must never be asked to open one on a pooled connection.
+        discard_h2_body(parts.version, body);
         return local_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "tlsgate does not tunnel (CONNECT)",
@@ -106,6 +139,7 @@ async fn forward(
     if headers::header_bytes(&parts.method, &parts.uri, &parts.headers)
         > config.limits.max_header_bytes
     {
+        discard_h2_body(parts.version, body);
         return local_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "the request line and headers are larger than this listener allows (max_header_bytes)",
@@ -129,6 +163,8 @@ async fn forward(
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let Some(lease) = runtime.pool.pick(&tried) else {
+                let (parts, body) = request.into_parts();
+                discard_h2_body(parts.version, body);
                 return if tried.is_empty() {
                     local_response(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -340,6 +340,64 @@ async fn with_every_backend_down_the_client_gets_503_fast() {
     }
 }
 
+/// A POST over HTTP/2 answered by tlsgate itself (503: nothing to forward
+/// to) before its body arrived: the body is read and dropped rather than
+/// the stream reset right after the response, which curl 7.88 (Debian 12)
+/// reports as "(92) Stream error in the HTTP/2 framing layer" instead of
+/// the 503. The first request finds the backend refusing, the next ones
+/// find it out of rotation: both answers go this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_posting_over_http2_with_no_backend_gets_the_503() {
+    let fx = Fixture::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
+    config.backends = vec![BackendConfig {
+        address: dead,
+        weight: 100,
+    }];
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let root = fx.dir.path().join("root.pem");
+    std::fs::write(&root, fx.server.root.cert().cert_pem()).unwrap();
+    let url = format!("https://{HOST_NAME}:{}/upload", addr.port());
+    let resolve = format!("{HOST_NAME}:{}:127.0.0.1", addr.port());
+    for i in 0..5 {
+        let args = [
+            "--silent".to_owned(),
+            "--show-error".into(),
+            "--max-time".into(),
+            "10".into(),
+            "--http2".into(),
+            "--cacert".into(),
+            root.display().to_string(),
+            "--resolve".into(),
+            resolve.clone(),
+            "--data".into(),
+            "x".repeat(100),
+            "--write-out".into(),
+            "%{http_code}".into(),
+            "--output".into(),
+            "/dev/null".into(),
+            url.clone(),
+        ];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(&args)
+                .output()
+                .expect("curl is installed (apt-get install curl)")
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "503",
+            "POST {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Forwarded headers (R12)
 // ---------------------------------------------------------------------------
