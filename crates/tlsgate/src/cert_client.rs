@@ -86,7 +86,7 @@ pub struct UploadArgs {
     /// File holding the password of an encrypted key or PKCS#12 file (one trailing newline is ignored).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
-    /// A PEM CRL to install with a CA bundle (--kind ca only).
+    /// A PEM CRL to install with a CA bundle (--kind ca only; a DER CRL: `openssl crl -inform DER -in F -out crl.pem` first).
     #[arg(long, value_name = "FILE")]
     crl: Option<PathBuf>,
     /// Replace the content of an existing certificate in place (PUT) instead of creating one.

@@ -21,6 +21,9 @@ pub fn run(path: &Path) -> ExitCode {
     for note in &config.notes {
         println!("note: {note}");
     }
+    // Opening the store creates a missing directory (as serve's first run
+    // wants); whether it was there is what explains missing certificates.
+    let store_existed = config.store.dir.is_dir();
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(err) => {
@@ -48,15 +51,30 @@ pub fn run(path: &Path) -> ExitCode {
                     listener.name,
                     name.as_str()
                 ),
-                None => eprintln!(
-                    "error: listener {:?}: CertificateNotFound: there is no {kind} certificate {:?} in {} (expected {}/{}/{})",
-                    listener.name,
-                    name.as_str(),
-                    store.dir().display(),
-                    store.dir().display(),
-                    kind.as_str(),
-                    tlsgate_cert_store::folder_for(name)
-                ),
+                None => {
+                    let folder = store
+                        .dir()
+                        .join(kind.as_str())
+                        .join(tlsgate_cert_store::folder_for(name));
+                    // The usual cause when every certificate is missing:
+                    // store.dir points somewhere else (relative paths
+                    // resolve against the config file's folder).
+                    let hint = if store_existed {
+                        format!("put the files in {} (or upload it)", folder.display())
+                    } else {
+                        format!(
+                            "the store directory {} did not exist (now created, empty): fix store.dir in {} (a relative path is relative to that file's folder) or fill it",
+                            store.dir().display(),
+                            config.path.display()
+                        )
+                    };
+                    eprintln!(
+                        "error: {}: listener {:?}: CertificateNotFound: there is no {kind} certificate {:?} in the store; {hint}",
+                        config.path.display(),
+                        listener.name,
+                        name.as_str(),
+                    );
+                }
             }
         }
     }

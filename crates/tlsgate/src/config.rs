@@ -106,7 +106,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<ConfigError>> {
     let report = |faults: Vec<Fault>| error::report(path, text, faults);
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
-        return Err(report(syntax.iter().map(Fault::syntax).collect()));
+        return Err(report(
+            syntax.iter().map(|e| Fault::syntax(e, text)).collect(),
+        ));
     }
     let raw = match FileConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
         Ok(raw) => raw,

@@ -348,7 +348,30 @@ fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("CertificateNotFound"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("CertificateNotFound") && stderr.contains("certs/server/www"),
+        "names the folder to fill: {stderr}"
+    );
+
+    // store.dir pointing nowhere is said as such, not only as a missing certificate.
+    let elsewhere = site.path.join("elsewhere.toml");
+    fs::write(
+        &elsewhere,
+        site.config_text(false)
+            .replace("dir = \"certs\"", "dir = \"no-such-store\""),
+    )
+    .unwrap();
+    let nowhere = Command::new(bin())
+        .args(["check-config", "--config", elsewhere.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(
+        stderr.contains("no-such-store did not exist") && stderr.contains("elsewhere.toml"),
+        "{stderr}"
+    );
 
     let bad_path = site.path.join("bad.toml");
     fs::write(&bad_path, "[store]\ndir = \"certs\"\nunknown_key = true\n").unwrap();

@@ -146,8 +146,14 @@ pub(super) fn backend_address(value: &Spanned<String>, field: &str) -> Result<St
         Ok(address) => address.port().to_string(),
         Err(_) => {
             let Some((host, port)) = text.rsplit_once(':') else {
+                // Suggest the text with a port only where that would be valid.
+                let example = if is_host_name(text) {
+                    format!("{text}:80")
+                } else {
+                    "app1.internal:80".to_string()
+                };
                 return Err(fault(format!(
-                    "{text:?} has no port; write host:port, e.g. \"{text}:80\""
+                    "{text:?} has no port; write host:port, e.g. \"{example}\""
                 )));
             };
             if host.contains(':') || host.starts_with('[') {

@@ -113,9 +113,25 @@ impl Fault {
         Fault::new(value.span(), field, message)
     }
 
-    /// A TOML syntax error (no field: the document did not parse).
-    pub fn syntax(error: &toml::de::Error) -> Self {
-        Fault::new(error.span().unwrap_or(0..0), "", error.message().trim_end())
+    /// A TOML syntax error (no field: the document did not parse) in `text`.
+    pub fn syntax(error: &toml::de::Error, text: &str) -> Self {
+        let span = error.span().unwrap_or(0..0);
+        let message = error.message().trim_end();
+        // The parser's "duplicate key" names no key; its span starts at the
+        // repeated one, which is worth saying.
+        let key = (message == "duplicate key")
+            .then(|| text.get(span.start..)?.split(['=', '\n', ']']).next())
+            .flatten()
+            .map(str::trim)
+            .filter(|key| !key.is_empty());
+        match key {
+            Some(key) => Fault::new(
+                span.clone(),
+                "",
+                format!("duplicate key {key:?}: it is set earlier in the same table; keep one"),
+            ),
+            None => Fault::new(span, "", message),
+        }
     }
 
     /// Moves the fault into a parent: field `interval` within

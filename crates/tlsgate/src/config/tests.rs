@@ -551,6 +551,14 @@ fn syntax_errors_are_located() {
     assert!(!errors.is_empty());
     assert_eq!(errors[0].position.map(|p| p.line), Some(2));
     assert_eq!(errors[0].field, "");
+
+    let errors = refused("[store]\ndir = \"certs\"\ndir = \"other\"\n");
+    assert_eq!(errors[0].position.map(|p| p.line), Some(3));
+    assert!(
+        errors[0].to_string().contains("duplicate key \"dir\""),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -838,6 +846,8 @@ weight = -1
 address = "app:82"
 [[listener.backend]]
 address = "app:82" # twice
+[[listener.backend]]
+address = "not a host"
 "#
     );
     assert_refused(
@@ -851,7 +861,15 @@ address = "app:82" # twice
             ("listener[0].backend[5].weight", "101"),
             ("listener[0].backend[6].weight", "-1"),
             ("listener[0].backend[8].address", "# twice"),
+            ("listener[0].backend[9].address", "address = \"not a host\""),
         ],
+    );
+    // No port, and no valid host to suggest one for: the example is a valid one.
+    let errors = refused(&text);
+    let no_port = errors.last().unwrap().to_string();
+    assert!(
+        no_port.contains("has no port") && no_port.contains("e.g. \"app1.internal:80\""),
+        "{no_port}"
     );
 }
 
