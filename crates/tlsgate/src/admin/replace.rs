@@ -64,7 +64,15 @@ fn rewrite(doc: &mut DocumentMut, kind: CertKind, from: &str, to: &str) -> Vec<S
                 };
                 if list.iter().any(|v| v.as_str() == Some(to)) {
                     // Already listed: dropping the old one keeps names unique.
+                    let prefix = list.get(position).and_then(|v| v.decor().prefix().cloned());
                     list.remove(position);
+                    // The new first element takes the removed one's leading
+                    // space: `["old", "new"]` becomes `["new"]`, not `[ "new"]`.
+                    if position == 0 {
+                        if let (Some(first), Some(prefix)) = (list.get_mut(0), prefix) {
+                            first.decor_mut().set_prefix(prefix);
+                        }
+                    }
                 } else if let Some(old) = list.get(position) {
                     let value = same_decor(old, to);
                     list.replace_formatted(position, value);
@@ -224,6 +232,11 @@ pub async fn replace_many(
 mod tests {
     use super::*;
 
+    fn out_has(doc: &DocumentMut, text: &str) -> bool {
+        let out = doc.to_string();
+        out.contains(text) || panic!("no {text:?} in\n{out}")
+    }
+
     #[test]
     fn rewrite_keeps_comments_and_moves_every_reference() {
         let text = r#"# production
@@ -239,6 +252,10 @@ certificates = [
 ]
 
 [[listener]]
+name = "d"
+certificates = ["old", "new"]
+
+[[listener]]
 name = "c"
 certificates = ["other"]
 [listener.mutual_auth]
@@ -246,7 +263,8 @@ ca = "old"  # corp CA
 "#;
         let mut doc: DocumentMut = text.parse().unwrap();
         let changed = rewrite(&mut doc, CertKind::Server, "old", "new");
-        assert_eq!(changed, ["a", "b"]);
+        assert_eq!(changed, ["a", "b", "d"]);
+        assert!(out_has(&doc, r#"certificates = ["new"]"#));
         let out = doc.to_string();
         assert!(out.contains("# production"));
         assert!(
