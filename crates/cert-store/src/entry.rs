@@ -120,6 +120,7 @@ fn options(kind: Kind, now: UnixTime) -> Options {
         strict: false,
         require_key: kind == Kind::Server,
         now,
+        origin: validator::Origin::Store,
     }
 }
 

@@ -15,7 +15,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tlsgate_cert_store::{
     Binding, CertKind, CertificateName, Store, StoreConfig, StoreEvent, StoreResolver, folder_for,
 };
-use tlsgate_test_pki::{Ca, Issued, KeyKind, TestPki, Validity};
+use tlsgate_test_pki::{Ca, CaShape, Issued, KeyKind, TestPki, Validity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
@@ -340,6 +340,35 @@ async fn garbage_over_a_certificate_keeps_the_old_one_and_is_recorded() {
         "InvalidCertificateFormat"
     );
     assert_eq!(h.handshake("web", &root, "g.example").await, der(&good));
+}
+
+/// A renewal issued by an "intermediate" that is not a CA (`openssl x509
+/// -req` without the CA extensions) is refused: clients would refuse the
+/// chain, so the certificate already serving stays.
+#[tokio::test]
+async fn a_chain_whose_intermediate_is_not_a_ca_keeps_the_old_one() {
+    let pki = TestPki::now_real();
+    let root = pki.root("Issuer Root", KeyKind::EcdsaP256);
+    let good = root.server(&["n.example"], KeyKind::EcdsaP256, Validity::Normal);
+    let mut h = Harness::new(|path| put_server(path, "n", &good, &root));
+    h.bind("web", &["n"]);
+    let not_a_ca = root.intermediate_with_shape("Not A CA", KeyKind::EcdsaP256, CaShape::CaFalse);
+    let renewed = not_a_ca.server(&["n.example"], KeyKind::EcdsaP256, Validity::Normal);
+    put_server(&h.path, "n", &renewed, &not_a_ca);
+    // The key may be seen before its certificate (a mismatch, refused too);
+    // the complete pair is refused for its chain.
+    let mut codes = Vec::new();
+    while codes.last().map(String::as_str) != Some("InvalidCertificateChain") {
+        assert!(codes.len() < 3, "refusals: {codes:?}");
+        let StoreEvent::Refused { code, message, .. } = h.refused("n").await else {
+            unreachable!()
+        };
+        if code == "InvalidCertificateChain" {
+            assert!(message.contains("CA:FALSE"), "{message}");
+        }
+        codes.push(code.to_string());
+    }
+    assert_eq!(h.handshake("web", &root, "n.example").await, der(&good));
 }
 
 #[tokio::test]

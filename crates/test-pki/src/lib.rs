@@ -37,7 +37,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     PublicKeyData as _, RevokedCertParams, RsaKeySize, SerialNumber, SignatureAlgorithm,
+    SigningKey as _,
 };
+
+/// rcgen's extended key usage purposes, for [`Ca::server_with_eku`].
+pub use rcgen::ExtendedKeyUsagePurpose as Eku;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
@@ -150,6 +154,24 @@ impl KeyKind {
             Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 | Self::Ed25519 => None,
         }
     }
+}
+
+/// How an issuing (CA) certificate is made, including the faulty shapes
+/// copied openssl recipes produce, for chain tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaShape {
+    /// X.509 v3, basicConstraints CA:TRUE, keyUsage keyCertSign + cRLSign.
+    Proper,
+    /// X.509 v1: no extensions at all, as `openssl x509 -req` writes without `-extfile`.
+    V1,
+    /// X.509 v3 without basicConstraints and without keyUsage.
+    NoBasicConstraints,
+    /// basicConstraints CA:FALSE (`basicConstraints=critical,CA:FALSE`).
+    CaFalse,
+    /// basicConstraints CA:TRUE, but keyUsage digitalSignature only (no keyCertSign).
+    NoKeyCertSign,
+    /// A proper CA with basicConstraints pathlen:N.
+    PathLen(u8),
 }
 
 /// How a certificate's validity window sits relative to the PKI's reference time `now`.
@@ -506,6 +528,39 @@ impl Ca {
         Ca::from_issued(issued, params, common_name, ancestry, self.now)
     }
 
+    /// An intermediate signed by self, made as `shape` says (valid [`Validity::Normal`]).
+    /// It can issue further certificates whatever its shape, as openssl would.
+    pub fn intermediate_with_shape(&self, common_name: &str, key: KeyKind, shape: CaShape) -> Ca {
+        let key = role_key(key, &self.ancestry);
+        let params = shaped_ca_params(common_name, shape, self.now);
+        let mut issued = issue(&params, key, Some(&self.issuer));
+        if shape == CaShape::V1 {
+            issued.cert = to_v1(&issued.cert, &self.issued.key).into();
+        }
+        let mut ancestry = self.ancestry.clone();
+        ancestry.extend(issued.key.slot);
+        Ca::from_issued(issued, params, common_name, ancestry, self.now)
+    }
+
+    /// A server leaf as [`Ca::server`] makes it, but with extendedKeyUsage `purposes`
+    /// (none: no extendedKeyUsage extension at all).
+    pub fn server_with_eku(&self, dns_names: &[&str], key: KeyKind, purposes: &[Eku]) -> Issued {
+        let key = role_key(key, &self.ancestry);
+        let mut params = server_params(dns_names, key.kind, Validity::Normal, self.now);
+        params.extended_key_usages = purposes.to_vec();
+        issue(&params, key, Some(&self.issuer))
+    }
+
+    /// An X.509 v1 server leaf with subject CN `common_name` and no extensions (so no
+    /// subjectAltName), as `openssl x509 -req` writes without `-extfile`.
+    pub fn server_v1(&self, common_name: &str, key: KeyKind) -> Issued {
+        let key = role_key(key, &self.ancestry);
+        let params = base_params(common_name, Validity::Normal, self.now);
+        let mut issued = issue(&params, key, Some(&self.issuer));
+        issued.cert = to_v1(&issued.cert, &self.issued.key).into();
+        issued
+    }
+
     /// A server leaf: CA:FALSE, EKU serverAuth, keyUsage digitalSignature (+keyEncipherment
     /// for RSA), SANs = `dns_names` (the first is also the CN).
     ///
@@ -623,6 +678,18 @@ impl TestPki {
     /// A self-signed root CA valid [`Validity::Normal`].
     pub fn root(&self, common_name: &str, key: KeyKind) -> Ca {
         self.root_with_validity(common_name, key, Validity::Normal)
+    }
+
+    /// A self-signed root made as `shape` says (valid [`Validity::Normal`]).
+    pub fn root_with_shape(&self, common_name: &str, key: KeyKind, shape: CaShape) -> Ca {
+        let key = role_key(key, &[]);
+        let params = shaped_ca_params(common_name, shape, self.now);
+        let mut issued = issue(&params, key, None);
+        if shape == CaShape::V1 {
+            issued.cert = to_v1(&issued.cert, &issued.key).into();
+        }
+        let ancestry = issued.key.slot.into_iter().collect();
+        Ca::from_issued(issued, params, common_name, ancestry, self.now)
     }
 
     /// A self-signed root CA with the given validity.
@@ -823,6 +890,50 @@ fn ca_params(common_name: &str, validity: Validity, now: i64) -> CertificatePara
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params
+}
+
+fn shaped_ca_params(common_name: &str, shape: CaShape, now: i64) -> CertificateParams {
+    let mut params = ca_params(common_name, Validity::Normal, now);
+    match shape {
+        CaShape::Proper | CaShape::V1 => {}
+        CaShape::NoBasicConstraints => {
+            params.is_ca = IsCa::NoCa;
+            params.key_usages = Vec::new();
+        }
+        CaShape::CaFalse => params.is_ca = IsCa::ExplicitNoCa,
+        CaShape::NoKeyCertSign => params.key_usages = vec![KeyUsagePurpose::DigitalSignature],
+        CaShape::PathLen(limit) => params.is_ca = IsCa::Ca(BasicConstraints::Constrained(limit)),
+    }
+    params
+}
+
+/// Rewrites a certificate as X.509 v1: drops the version field and every extension from
+/// the TBSCertificate and signs it again with `issuer_key` (the same key, so the same
+/// signature algorithm).
+fn to_v1(cert: &[u8], issuer_key: &TestKey) -> Vec<u8> {
+    let (_, outer, _) = der::read(cert).expect("Certificate");
+    let (_, tbs, rest) = der::read(outer).expect("TBSCertificate");
+    let (alg_tag, alg, _) = der::read(rest).expect("signatureAlgorithm");
+    let mut fields = Vec::new();
+    let mut rest = tbs;
+    while let Some((tag, content, after)) = der::read(rest) {
+        // [0] version and [3] extensions; v1 has neither.
+        if tag != 0xa0 && tag != 0xa3 {
+            fields.extend(der::tlv(tag, content));
+        }
+        rest = after;
+    }
+    let tbs = der::tlv(der::SEQUENCE, &fields);
+    let signature = issuer_key
+        .key_pair()
+        .sign(&tbs)
+        .unwrap_or_else(|e| panic!("signing v1 certificate: {e}"));
+    let mut bits = vec![0u8];
+    bits.extend(signature);
+    let mut body = tbs;
+    body.extend(der::tlv(alg_tag, alg));
+    body.extend(der::tlv(der::BIT_STRING, &bits));
+    der::tlv(der::SEQUENCE, &body)
 }
 
 fn server_params(

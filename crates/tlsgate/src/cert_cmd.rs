@@ -150,6 +150,7 @@ impl Inputs {
                 strict,
                 require_key: false,
                 now: now(),
+                origin: validator::Origin::Cli,
             },
         };
         validator::check(&request)
@@ -238,7 +239,14 @@ fn report_text(name: &str, report: &Report) -> String {
     let verdict = if report.ok() { "ACCEPTED" } else { "REFUSED" };
     out.push_str(&format!("{verdict}: {name}\n"));
     if let Some(s) = report.summary() {
-        let days = s.days_left(now());
+        // Past notAfter there are no days left to count: the
+        // CertificateExpired error below says how long ago it expired.
+        let now = now();
+        let left = if i64::try_from(now.as_secs()).is_ok_and(|secs| secs > s.not_after) {
+            "expired".to_string()
+        } else {
+            format!("{} days left", s.days_left(now))
+        };
         let rows = [
             ("subject", s.subject.clone()),
             ("issuer", s.issuer.clone()),
@@ -246,7 +254,7 @@ fn report_text(name: &str, report: &Report) -> String {
             (
                 "valid",
                 format!(
-                    "{} to {} ({days} days left)",
+                    "{} to {} ({left})",
                     validator::rfc3339(s.not_before),
                     validator::rfc3339(s.not_after)
                 ),

@@ -521,7 +521,10 @@ fn the_pkcs12_bundle_opens_in_openssl_and_works_with_curl() {
         ],
     );
     assert!(key.status.success(), "{}", text(&key.stderr));
-    ok(
+    // The key taken out of the bundle is the certificate's (cert check
+    // judges server certificates, so this client one is refused as such,
+    // but not for its key).
+    let check = tlsgate(
         &site.path,
         &[
             "cert",
@@ -530,8 +533,17 @@ fn the_pkcs12_bundle_opens_in_openssl_and_works_with_curl() {
             "carol.pem",
             "--key",
             "carol-from-p12.key",
+            "--json",
         ],
     );
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let codes: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["CertificateNotForServerAuth"], "{report}");
 
     let (_server, port) = site.serve();
     let p12 = "carol.p12:s3cret pass";
@@ -658,8 +670,10 @@ fn openssl_and_cert_check_accept_the_ca_its_certificates_and_its_crls() {
             "{server_text}"
         );
 
-        // `cert check` accepts each with its key, without warnings.
-        for prefix in [&client, &server] {
+        // `cert check` (which judges server certificates) accepts the server
+        // certificate with its key, without warnings, and refuses the client
+        // certificate as one: its extendedKeyUsage lacks serverAuth.
+        let check_json = |prefix: &str| {
             let cert = format!("{prefix}.pem");
             let key_file = format!("{prefix}.key");
             let check = tlsgate(
@@ -668,10 +682,18 @@ fn openssl_and_cert_check_accept_the_ca_its_certificates_and_its_crls() {
                     "cert", "check", "--cert", &cert, "--key", &key_file, "--json",
                 ],
             );
-            assert!(check.status.success(), "{}", text(&check.stdout));
             let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
-            assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
-        }
+            (check.status.code(), report)
+        };
+        let (code, report) = check_json(&server);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
+        let (code, report) = check_json(&client);
+        assert_eq!(code, Some(1), "{report}");
+        assert_eq!(
+            report["errors"][0]["code"], "CertificateNotForServerAuth",
+            "{report}"
+        );
 
         // Revoke by serial as openssl prints it; the CRL verifies and lists it.
         let serial = serial_of(dir, &client_pem);

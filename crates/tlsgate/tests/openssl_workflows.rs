@@ -1268,6 +1268,13 @@ fn openssl_ca_dated_certificates_expired_not_yet_valid_and_expiring_soon() {
     w.cat("expired-chain.pem", &["expired.pem", "int.pem"]);
     w.check("--cert expired-chain.pem --key leaf.key")
         .assert_refused("CertificateExpired");
+    // The text report counts no negative days left: it says expired.
+    let text = w.tlsgate(&words("cert check --cert expired-chain.pem --key leaf.key"));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("(expired)") && !text.contains("days left"),
+        "{text}"
+    );
     // (c) convert still writes it, with the expiry as a warning on stderr.
     let (exit, stderr) = w.convert(
         "--in expired-chain.pem --key leaf.key --out-cert expired-out.pem \

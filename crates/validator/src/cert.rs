@@ -1,7 +1,7 @@
 //! One certificate, parsed once into the facts every check needs.
 
 use sha2::{Digest, Sha256};
-use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::extensions::{ExtendedKeyUsage, GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
@@ -33,6 +33,15 @@ pub(crate) struct ParsedCert {
     pub not_after: i64,
     /// basicConstraints CA:TRUE.
     pub is_ca: bool,
+    /// The X.509 version as written: 1 (no extensions at all, what
+    /// `openssl x509 -req` writes without `-extfile`), 2 or 3.
+    pub version: u32,
+    /// basicConstraints as (cA, pathLenConstraint), when the extension is present.
+    pub basic_constraints: Option<(bool, Option<u32>)>,
+    /// Whether keyUsage allows keyCertSign; `None` without a keyUsage extension.
+    pub key_cert_sign: Option<bool>,
+    /// extendedKeyUsage, when the extension is present.
+    pub eku: Option<Eku>,
     /// The public key's algorithm.
     pub key_algorithm: KeyAlgorithm,
     /// SubjectPublicKeyInfo DER.
@@ -47,6 +56,40 @@ pub(crate) struct ParsedCert {
     pub fingerprint: String,
     /// Serial number, uppercase hex without colons.
     pub serial: String,
+}
+
+/// What an extendedKeyUsage extension allows, as far as TLS servers care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Eku {
+    /// serverAuth or anyExtendedKeyUsage is listed.
+    pub server_auth: bool,
+    /// The purposes listed, by their OpenSSL short names (`clientAuth`, …)
+    /// or dotted OID, for messages.
+    pub purposes: Vec<String>,
+}
+
+impl Eku {
+    fn from_extension(eku: &ExtendedKeyUsage<'_>) -> Self {
+        let named = [
+            (eku.any, "anyExtendedKeyUsage"),
+            (eku.server_auth, "serverAuth"),
+            (eku.client_auth, "clientAuth"),
+            (eku.code_signing, "codeSigning"),
+            (eku.email_protection, "emailProtection"),
+            (eku.time_stamping, "timeStamping"),
+            (eku.ocsp_signing, "OCSPSigning"),
+        ];
+        let purposes = named
+            .iter()
+            .filter(|(listed, _)| *listed)
+            .map(|(_, name)| (*name).to_string())
+            .chain(eku.other.iter().map(|oid| oid.to_id_string()))
+            .collect();
+        Eku {
+            server_auth: eku.server_auth || eku.any,
+            purposes,
+        }
+    }
 }
 
 impl ParsedCert {
@@ -109,6 +152,25 @@ impl ParsedCert {
             }
         }
 
+        // A duplicated extension reads as absent here: x509-parser refuses
+        // to pick one, and the checks that use these facts then ask for the
+        // extension to be (re)written properly.
+        let basic_constraints = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .map(|bc| (bc.value.ca, bc.value.path_len_constraint));
+        let key_cert_sign = cert
+            .key_usage()
+            .ok()
+            .flatten()
+            .map(|ku| ku.value.key_cert_sign());
+        let eku = cert
+            .extended_key_usage()
+            .ok()
+            .flatten()
+            .map(|eku| Eku::from_extension(eku.value));
+
         let fingerprint = hex_lower(&Sha256::digest(&der));
         Ok(ParsedCert {
             subject: rfc4514::format_name(cert.subject()),
@@ -120,6 +182,10 @@ impl ParsedCert {
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             is_ca: cert.is_ca(),
+            version: cert.version().0.saturating_add(1),
+            basic_constraints,
+            key_cert_sign,
+            eku,
             key_algorithm,
             spki: spki.raw.to_vec(),
             rsa_modulus,

@@ -230,3 +230,102 @@ pub(crate) fn check_ca_links(certs: &[ParsedCert], findings: &mut Findings) {
         }
     }
 }
+
+/// What a CA certificate needs so that clients accept what it issued
+/// (RFC 5280 §4.2.1.3, §4.2.1.9), written for `openssl x509 -req -extfile`.
+const CA_EXTENSIONS_FIX: &str = "reissue it with `-extfile FILE` where FILE holds `basicConstraints=critical,CA:TRUE` and `keyUsage=critical,keyCertSign,cRLSign` (e.g. `openssl x509 -req -in int.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1825 -extfile int.ext -out int.pem`), then reissue the certificates it signed";
+
+/// Checks every certificate of a server chain that issued the one before it
+/// (SPEC R25: a link that does not verify is an `InvalidCertificateChain`
+/// error). A client builds its path through these certificates, and
+/// rustls-webpki, browsers and OpenSSL all refuse an issuer that is not a
+/// CA: X.509 v3 with basicConstraints cA=TRUE, keyUsage (when present)
+/// allowing keyCertSign, and a pathLenConstraint no smaller than the number
+/// of intermediates below it.
+///
+/// `chain` is in canonical order, leaf first. Only links present in the
+/// bundle are judged: the walk stops where the next certificate did not
+/// issue the current one (the chain ends, or leftovers follow, which are
+/// reported elsewhere). A lone self-signed leaf issues nothing and is not
+/// judged here.
+pub(crate) fn check_issuers(chain: &[&ParsedCert], findings: &mut Findings) {
+    // Intermediates strictly between the leaf and the issuer being judged.
+    // RFC 5280 §4.2.1.9 does not count self-issued ones; the walk stops at a
+    // self-issued certificate, so every one counted here is not.
+    let mut intermediates_below = 0u32;
+    for (index, pair) in chain.windows(2).enumerate() {
+        let [child, issuer] = pair else { break };
+        if child.is_self_issued()
+            || !child.named_issuer_is(issuer)
+            || link_verifies(child, issuer) == Some(false)
+        {
+            break;
+        }
+        if index > 0 {
+            intermediates_below += 1;
+        }
+        let position = index + 2;
+        let place = format!(
+            "chain position {position} ({}), which issued chain position {},",
+            issuer.describe(),
+            position - 1
+        );
+        let is_root = issuer.is_self_issued();
+        // Clients take a root from their own trust store, not from the
+        // bundle, so a bad root copy matters less than a bad intermediate
+        // and the simplest fix is to leave it out.
+        let (who, fix) = if is_root {
+            (
+                "clients that build their path through this copy of the root refuse the chain",
+                "clients use their own copy of a root, so remove it from the bundle, or reissue the root as a CA (`openssl req -x509 … -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign`)",
+            )
+        } else {
+            ("TLS clients refuse the chain", CA_EXTENSIONS_FIX)
+        };
+        let what = if is_root { "root" } else { "intermediate" };
+        // Each fault with the words clients report it in, and whether the
+        // general fix (make it a proper CA) applies.
+        let fault = match issuer.basic_constraints {
+            _ if issuer.version < 3 => Some((
+                format!(
+                    "is an X.509 v{} certificate, which has no extensions and so cannot say it is a CA (`openssl x509 -req` without `-extfile` makes these): {who} (OpenSSL: \"invalid CA certificate\"; rustls: UnsupportedCertVersion)",
+                    issuer.version
+                ),
+                true,
+            )),
+            None => Some((
+                format!(
+                    "has no basicConstraints extension, so it is not a CA certificate: {who} (OpenSSL: \"invalid CA certificate\"; rustls: EndEntityUsedAsCa)"
+                ),
+                true,
+            )),
+            Some((false, _)) => Some((
+                format!(
+                    "has basicConstraints CA:FALSE, so it is an end-entity (server or client) certificate, not a CA: {who} (OpenSSL: \"invalid CA certificate\"; rustls: EndEntityUsedAsCa)"
+                ),
+                true,
+            )),
+            Some((true, _)) if issuer.key_cert_sign == Some(false) => Some((
+                "has a keyUsage extension without keyCertSign, so it may not sign certificates: browsers and OpenSSL-based clients refuse the chain (\"key usage does not include certificate signing\")".to_string(),
+                true,
+            )),
+            Some((true, Some(limit))) if intermediates_below > limit => Some((
+                format!(
+                    "has basicConstraints pathlen:{limit}, but {intermediates_below} intermediate certificate(s) sit below it: {who} (\"path length constraint exceeded\"); reissue the {what} with a larger pathlen (`basicConstraints=critical,CA:TRUE,pathlen:{intermediates_below}`) or none, or issue the leaf from a CA closer to it"
+                ),
+                false,
+            )),
+            Some((true, _)) => None,
+        };
+        if let Some((fault, general_fix)) = fault {
+            let fix = if general_fix {
+                format!("; {fix}")
+            } else {
+                String::new()
+            };
+            findings.error(Error::InvalidCertificateChain(format!(
+                "{place} {fault}{fix}"
+            )));
+        }
+    }
+}

@@ -6,7 +6,7 @@ use crate::algorithm::tlv;
 use crate::cert::ParsedCert;
 use crate::key::{self, ParsedKey};
 use crate::pem::{self, Block};
-use crate::{Error, Source};
+use crate::{Error, Origin, Source};
 
 /// signedData, the PKCS#7 content type that carries certificates.
 const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
@@ -34,7 +34,11 @@ pub(crate) struct DecodedCertificates {
 }
 
 /// Decodes the certificate input.
-pub(crate) fn certificates(source: &Source<'_>, password: Option<&[u8]>) -> DecodedCertificates {
+pub(crate) fn certificates(
+    source: &Source<'_>,
+    password: Option<&[u8]>,
+    origin: Origin,
+) -> DecodedCertificates {
     let mut out = DecodedCertificates::default();
     let name = source.name;
     if source.bytes.iter().all(u8::is_ascii_whitespace) {
@@ -44,21 +48,27 @@ pub(crate) fn certificates(source: &Source<'_>, password: Option<&[u8]>) -> Deco
         return out;
     }
     if pem::is_pem(source.bytes) {
-        from_pem(source, password, &mut out);
+        from_pem(source, password, origin, &mut out);
     } else {
-        from_binary(source, password, &mut out);
+        from_binary(source, password, origin, &mut out);
     }
     dedupe(&mut out);
     out
 }
 
-fn from_pem(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCertificates) {
+fn from_pem(
+    source: &Source<'_>,
+    password: Option<&[u8]>,
+    origin: Origin,
+    out: &mut DecodedCertificates,
+) {
     let name = source.name;
     let scanned = pem::scan(source.bytes);
     for bad in &scanned.malformed {
+        // Every detail already says which line (and column) it is about.
         out.errors.push(Error::InvalidCertificateFormat(format!(
-            "{name}, line {}: {}",
-            bad.line, bad.detail
+            "{name}: {}",
+            bad.detail
         )));
     }
     out.non_canonical = scanned.non_canonical;
@@ -111,7 +121,7 @@ fn from_pem(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCerti
     out.ordered = sets == 0 && singles > 1;
     match keys.as_slice() {
         [] => {}
-        [block] => match key::from_pem(block, ec_curve.as_deref(), password, name) {
+        [block] => match key::from_pem(block, ec_curve.as_deref(), password, origin, name) {
             Ok(key) => out.key = Some(key),
             Err(err) => {
                 out.key_failed = true;
@@ -140,7 +150,12 @@ fn from_pem(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCerti
     }
 }
 
-fn from_binary(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCertificates) {
+fn from_binary(
+    source: &Source<'_>,
+    password: Option<&[u8]>,
+    origin: Origin,
+    out: &mut DecodedCertificates,
+) {
     let name = source.name;
     let bytes = source.bytes;
     let Some((outer, _)) = tlv(bytes).filter(|(t, _)| t.tag == 0x30) else {
@@ -164,7 +179,7 @@ fn from_binary(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCe
                     .and_then(|(ci, _)| tlv(ci.contents))
                     .is_some_and(|(oid, _)| oid.tag == 0x06 && oid.contents == OID_DATA) =>
         {
-            pkcs12(bytes, password, name, out);
+            pkcs12(bytes, password, origin, name, out);
         }
         // PKCS#7: ContentInfo { OID signedData, [0] ... }
         Some((oid, _)) if oid.tag == 0x06 && oid.contents == OID_SIGNED_DATA => {
@@ -176,7 +191,8 @@ fn from_binary(source: &Source<'_>, password: Option<&[u8]>, out: &mut DecodedCe
                 || sec1::EcPrivateKey::try_from(bytes).is_ok()
             {
                 out.errors.push(Error::InvalidCertificateFormat(format!(
-                    "{name} is a DER private key, not a certificate; pass it as the key (--key) and give the certificate separately"
+                    "{name} is a DER private key, not a certificate; {}",
+                    origin.key_goes_elsewhere()
                 )));
                 return;
             }
@@ -239,7 +255,13 @@ fn pkcs7(der: &[u8], place: &str, out: &mut DecodedCertificates) {
     }
 }
 
-fn pkcs12(der: &[u8], password: Option<&[u8]>, name: &str, out: &mut DecodedCertificates) {
+fn pkcs12(
+    der: &[u8],
+    password: Option<&[u8]>,
+    origin: Origin,
+    name: &str,
+    out: &mut DecodedCertificates,
+) {
     // PKCS#12 passwords are text (BMPString); an export with no password uses "".
     let given = password.map(|p| String::from_utf8_lossy(p).into_owned());
     let archive = match p12_keystore::Pkcs12Archive::from_pkcs12(
@@ -252,14 +274,16 @@ fn pkcs12(der: &[u8], password: Option<&[u8]>, name: &str, out: &mut DecodedCert
             if given.is_none() =>
         {
             out.errors.push(Error::EncryptedPrivateKey(format!(
-                "{name} is a password-protected PKCS#12 file; give its password with --password-file FILE (CLI) or the \"password\" field (API)"
+                "{name} is a password-protected PKCS#12 file; {}",
+                origin.encrypted_pkcs12_fix()
             )));
             return;
         }
         Err(p12_keystore::error::Error::MacError(_))
         | Err(p12_keystore::error::Error::UnpadError) => {
             out.errors.push(Error::InvalidPassword(format!(
-                "the password does not open the PKCS#12 file {name}; check the password file (a trailing newline is removed, other whitespace is kept)"
+                "the password does not open the PKCS#12 file {name}; {}",
+                origin.wrong_password_fix()
             )));
             return;
         }
@@ -324,15 +348,17 @@ fn dedupe(out: &mut DecodedCertificates) {
 pub(crate) fn private_key(
     source: &Source<'_>,
     password: Option<&[u8]>,
+    origin: Origin,
 ) -> Result<ParsedKey, Error> {
     let name = source.name;
     if source.bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::InvalidPrivateKeyFormat(format!(
-            "the key file {name} is empty; it should hold the private key the certificate was issued for"
+            "{} is empty; it should hold the private key the certificate was issued for",
+            key::file_phrase(name)
         )));
     }
     if !pem::is_pem(source.bytes) {
-        return key::from_der(source.bytes, password, format!("the private key in {name}"));
+        return key::from_der(source.bytes, password, origin, key::key_in(name, None));
     }
     let scanned = pem::scan(source.bytes);
     if let Some(block) = scanned
@@ -353,12 +379,13 @@ pub(crate) fn private_key(
         .filter(|b| key::is_key_label(&b.label))
         .collect();
     match keys.as_slice() {
-        [block] => key::from_pem(block, ec_curve.as_deref(), password, name),
+        [block] => key::from_pem(block, ec_curve.as_deref(), password, origin, name),
         [] => {
             let mut reasons: Vec<String> = scanned
                 .malformed
                 .iter()
-                .map(|bad| format!("line {}: {}", bad.line, bad.detail))
+                // Every detail already says which line it is about.
+                .map(|bad| bad.detail.clone())
                 .collect();
             if reasons.is_empty() {
                 let labels: Vec<&str> = scanned.blocks.iter().map(|b| b.label.as_str()).collect();
@@ -366,12 +393,17 @@ pub(crate) fn private_key(
             }
             // The header is assembled so no tracked file carries a PEM
             // private-key marker; the message reads the same.
+            let what = if key::is_description(name) {
+                format!("{name} could not be read")
+            } else {
+                format!("no private key found in {name}")
+            };
             Err(Error::InvalidPrivateKeyFormat(format!(
                 concat!(
-                    "no private key found in {} ({}); expected a PEM block such as -----BEGIN ",
+                    "{} ({}); expected a PEM block such as -----BEGIN ",
                     "PRIVATE KEY-----"
                 ),
-                name,
+                what,
                 reasons.join("; ")
             )))
         }

@@ -1,5 +1,9 @@
 //! The validator's one error type: every finding, error or warning, carries
 //! a SPEC §4 code and a message that says what is wrong, where, and what to do.
+//!
+//! Two codes go beyond the SPEC's table (codes are stable, so new ones are
+//! only ever added): `MissingSubjectAltName` (warning) and
+//! `CertificateNotForServerAuth` (error), both about a server leaf.
 
 /// A validation finding. The same type is used for errors and warnings: the
 /// [`crate::Report`] decides which list a finding lands in (for example
@@ -65,6 +69,14 @@ pub enum Error {
     /// PEM that is not in canonical form (line length, blank lines, spaces, CRLF).
     #[error("{0}")]
     NonCanonicalPem(String),
+    /// A server leaf names no DNS name or IP address in subjectAltName
+    /// (always a warning): browsers and rustls clients do not match the CN.
+    #[error("{0}")]
+    MissingSubjectAltName(String),
+    /// A server leaf whose extendedKeyUsage lacks serverAuth (and
+    /// anyExtendedKeyUsage), e.g. a client certificate: clients refuse it.
+    #[error("{0}")]
+    CertificateNotForServerAuth(String),
 }
 
 impl Error {
@@ -89,6 +101,8 @@ impl Error {
             Error::CertificateExpiringSoon(_) => "CertificateExpiringSoon",
             Error::NotACaCertificate(_) => "NotACaCertificate",
             Error::NonCanonicalPem(_) => "NonCanonicalPem",
+            Error::MissingSubjectAltName(_) => "MissingSubjectAltName",
+            Error::CertificateNotForServerAuth(_) => "CertificateNotForServerAuth",
         }
     }
 
@@ -112,7 +126,9 @@ impl Error {
             | Error::CertificateNotYetValid(m)
             | Error::CertificateExpiringSoon(m)
             | Error::NotACaCertificate(m)
-            | Error::NonCanonicalPem(m) => m,
+            | Error::NonCanonicalPem(m)
+            | Error::MissingSubjectAltName(m)
+            | Error::CertificateNotForServerAuth(m) => m,
         }
     }
 

@@ -16,7 +16,7 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::algorithm::{self, KeyAlgorithm, OID_EC, OID_RSA, Verdict};
 use crate::cert::{ParsedCert, spki_parts};
 use crate::pem::Block;
-use crate::{Error, legacy_pem};
+use crate::{Error, Origin, legacy_pem};
 
 /// A decoded private key.
 #[derive(Debug, Clone)]
@@ -61,10 +61,38 @@ impl ParsedKey {
     }
 }
 
-/// How to explain a password problem: where the password comes from
-/// differs between the CLI and the API, so the message names both.
-const PASSWORD_HINT: &str =
-    "give its password with --password-file FILE (CLI) or the \"password\" field (API)";
+/// Is a source name a description of the input ("the private key", as the
+/// admin API names a request field) rather than a file path? Descriptions
+/// start with "the " and are used as they are, so messages do not say "the
+/// private key in the private key".
+pub(crate) fn is_description(source: &str) -> bool {
+    source.starts_with("the ")
+}
+
+/// How messages name the key in `source`: "the private key in key.pem
+/// (PEM block 1 at line 1)", or for a description "the private key (PEM
+/// block 1 at line 1)".
+pub(crate) fn key_in(source: &str, place: Option<&str>) -> String {
+    let mut out = if is_description(source) {
+        source.to_string()
+    } else {
+        format!("the private key in {source}")
+    };
+    if let Some(place) = place {
+        out.push_str(&format!(" ({place})"));
+    }
+    out
+}
+
+/// How messages name the key input as a whole: "the key file key.pem", or a
+/// description as it is.
+pub(crate) fn file_phrase(source: &str) -> String {
+    if is_description(source) {
+        source.to_string()
+    } else {
+        format!("the key file {source}")
+    }
+}
 
 /// PEM labels that hold a private key.
 pub(crate) fn is_key_label(label: &str) -> bool {
@@ -87,27 +115,34 @@ pub(crate) fn from_pem(
     block: &Block,
     ec_curve: Option<&str>,
     password: Option<&[u8]>,
+    input: Origin,
     source: &str,
 ) -> Result<ParsedKey, Error> {
-    let origin = format!("the private key in {source} ({})", block.place());
+    let origin = key_in(source, Some(&block.place()));
     match block.label.as_str() {
         "PRIVATE KEY" | "ANY PRIVATE KEY" => from_pkcs8(&block.der, origin),
-        "ENCRYPTED PRIVATE KEY" => from_encrypted_pkcs8(&block.der, password, origin),
+        "ENCRYPTED PRIVATE KEY" => from_encrypted_pkcs8(&block.der, password, input, origin),
         "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
             let plain = match block.header("Proc-Type") {
                 Some(proc_type) if proc_type.contains("ENCRYPTED") => {
                     let Some(password) = password else {
                         return Err(Error::EncryptedPrivateKey(format!(
-                            "{origin} is encrypted (Proc-Type: 4,ENCRYPTED); {PASSWORD_HINT}, or decrypt it first with `openssl pkey -in KEY -out key.pem`"
+                            "{origin} is encrypted (Proc-Type: 4,ENCRYPTED); {}",
+                            input.encrypted_key_fix()
                         )));
                     };
                     let dek_info = block.header("DEK-Info").unwrap_or_default();
-                    legacy_pem::decrypt(dek_info, password, &block.der).map_err(|err| match err {
-                        legacy_pem::LegacyPemError::WrongPassword => Error::InvalidPassword(format!(
-                            "the password does not decrypt {origin}; check the password file (a trailing newline is removed, other whitespace is kept)"
-                        )),
-                        other => Error::InvalidPrivateKeyFormat(format!("{origin}: {other}")),
-                    })?
+                    legacy_pem::decrypt(dek_info, password, &block.der).map_err(
+                        |err| match err {
+                            legacy_pem::LegacyPemError::WrongPassword => {
+                                Error::InvalidPassword(format!(
+                                    "the password does not decrypt {origin}; {}",
+                                    input.wrong_password_fix()
+                                ))
+                            }
+                            other => Error::InvalidPrivateKeyFormat(format!("{origin}: {other}")),
+                        },
+                    )?
                 }
                 _ => block.der.clone(),
             };
@@ -134,13 +169,14 @@ pub(crate) fn from_pem(
 pub(crate) fn from_der(
     der: &[u8],
     password: Option<&[u8]>,
+    input: Origin,
     origin: String,
 ) -> Result<ParsedKey, Error> {
     if PrivateKeyInfoRef::try_from(der).is_ok() {
         return from_pkcs8(der, origin);
     }
     if EncryptedPrivateKeyInfoRef::try_from(der).is_ok() {
-        return from_encrypted_pkcs8(der, password, origin);
+        return from_encrypted_pkcs8(der, password, input, origin);
     }
     if pkcs1::RsaPrivateKeyRef::try_from(der).is_ok() {
         return from_pkcs1(der, origin);
@@ -156,18 +192,21 @@ pub(crate) fn from_der(
 fn from_encrypted_pkcs8(
     der: &[u8],
     password: Option<&[u8]>,
+    input: Origin,
     origin: String,
 ) -> Result<ParsedKey, Error> {
     let Some(password) = password else {
         return Err(Error::EncryptedPrivateKey(format!(
-            "{origin} is encrypted (ENCRYPTED PRIVATE KEY); {PASSWORD_HINT}, or decrypt it first with `openssl pkey -in KEY -out key.pem`"
+            "{origin} is encrypted (ENCRYPTED PRIVATE KEY); {}",
+            input.encrypted_key_fix()
         )));
     };
     if let Some(result) = pkcs12_pbe::decrypt(der, password) {
         return match result {
             Ok(plain) => from_pkcs8(&plain, origin),
             Err(pkcs12_pbe::Failure::WrongPassword) => Err(Error::InvalidPassword(format!(
-                "the password does not decrypt {origin}; check the password file (a trailing newline is removed, other whitespace is kept)"
+                "the password does not decrypt {origin}; {}",
+                input.wrong_password_fix()
             ))),
             Err(pkcs12_pbe::Failure::Unsupported(scheme)) => {
                 Err(Error::InvalidPrivateKeyFormat(format!(
@@ -193,7 +232,8 @@ fn from_encrypted_pkcs8(
         // A wrong password fails the padding check, or (1 time in 256)
         // passes it and yields bytes that are not a key.
         Err(_) => Err(Error::InvalidPassword(format!(
-            "the password does not decrypt {origin}; check the password file (a trailing newline is removed, other whitespace is kept)"
+            "the password does not decrypt {origin}; {}",
+            input.wrong_password_fix()
         ))),
     }
 }

@@ -22,6 +22,7 @@ mod decode;
 mod error;
 mod key;
 mod legacy_pem;
+mod origin;
 mod pem;
 mod rfc4514;
 
@@ -30,6 +31,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTi
 pub use algorithm::KeyAlgorithm;
 pub use crl::{Crl, check_crls};
 pub use error::Error;
+pub use origin::Origin;
 pub use pem::encode as pem_encode;
 
 use algorithm::{Verdict, weak_signature};
@@ -38,7 +40,10 @@ use cert::ParsedCert;
 /// One input: the bytes and a name for messages (usually the file path).
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
-    /// What to call this input in messages, e.g. `certs/www/cert.pem`.
+    /// What to call this input in messages: a file path, e.g.
+    /// `certs/www/cert.pem`, or, for input that is not a file, a description
+    /// starting with "the " (the admin API's "the private key"), which
+    /// messages use as it is rather than as "the private key in …".
     pub name: &'a str,
     /// The content.
     pub bytes: &'a [u8],
@@ -51,6 +56,12 @@ pub enum Kind {
     Server,
     /// A CA bundle for verifying client certificates: CA certificates only.
     Ca,
+    /// A certificate with its chain and key that is not served by a listener:
+    /// a client certificate `tlsgate ca issue` made, or the CA checked with
+    /// its own key. Judged as [`Kind::Server`] (chain, issuers, key, validity)
+    /// without the rules only a server leaf needs (subjectAltName names,
+    /// extendedKeyUsage serverAuth, the issuer-not-in-bundle warning).
+    Client,
 }
 
 /// How strictly to judge.
@@ -66,6 +77,9 @@ pub struct Options {
     pub require_key: bool,
     /// The current time; validity is judged against it.
     pub now: UnixTime,
+    /// Where the input came from: hints name the flag, the JSON field or the
+    /// file to fix.
+    pub origin: Origin,
 }
 
 /// Everything [`check`] needs.
@@ -105,10 +119,26 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whole days from `now` until notAfter (negative once expired).
+    /// Days from `now` until notAfter: see [`days_left`].
     pub fn days_left(&self, now: UnixTime) -> i64 {
-        (self.not_after - unix_seconds(now)).div_euclid(86_400)
+        days_left(self.not_after, unix_seconds(now))
     }
+}
+
+/// Days from `now` until `not_after` (unix seconds), counting a started day
+/// as a day: the ceiling of the remaining time in days, 0 at notAfter and
+/// negative once a whole day past it.
+///
+/// Ceiling, not floor: a certificate made with `-days 3650` shows 3650 all
+/// through the day it was made, whichever second it is looked at (with the
+/// floor it showed 3650 only in the very second it was signed and 3649 a
+/// second later, so `cert check` and the API disagreed on the same file).
+/// It also agrees with the expiring-soon warning, given exactly when this is
+/// 30 or less. `cert check` and the admin API both show this.
+pub fn days_left(not_after: i64, now: i64) -> i64 {
+    let remaining = not_after.saturating_sub(now);
+    // div_euclid rounds toward negative infinity; ceil(x / d) = -floor(-x / d).
+    -(remaining.saturating_neg().div_euclid(86_400))
 }
 
 /// The decoded material in canonical order: the leaf first, then each issuer.
@@ -253,12 +283,12 @@ pub fn check(request: &Request<'_>) -> Report {
         warnings: Vec::new(),
     };
 
-    let decoded = decode::certificates(&request.certificate, request.password);
+    let decoded = decode::certificates(&request.certificate, request.password, options.origin);
     findings.errors.extend(decoded.errors);
     findings.warnings.extend(decoded.warnings);
     let mut key_failed = decoded.key_failed;
     let key = match request.private_key {
-        Some(source) => match decode::private_key(&source, request.password) {
+        Some(source) => match decode::private_key(&source, request.password, options.origin) {
             Ok(key) => Some(key),
             Err(err) => {
                 findings.error(err);
@@ -286,7 +316,9 @@ pub fn check(request: &Request<'_>) -> Report {
     }
 
     let order = match options.kind {
-        Kind::Server => chain::order_server(&certs, key.as_ref(), decoded.ordered, &mut findings),
+        Kind::Server | Kind::Client => {
+            chain::order_server(&certs, key.as_ref(), decoded.ordered, &mut findings)
+        }
         Kind::Ca => {
             chain::check_ca_links(&certs, &mut findings);
             (0..certs.len()).collect()
@@ -300,6 +332,13 @@ pub fn check(request: &Request<'_>) -> Report {
             bundle: None,
         };
     };
+    if options.kind != Kind::Ca {
+        // A CA bundle's members are trust anchors, judged by R28 below.
+        chain::check_issuers(&chain, &mut findings);
+    }
+    if options.kind == Kind::Server {
+        leaf_usage_findings(leaf, &mut findings);
+    }
 
     match (&key, options.kind) {
         (Some(key), _) => {
@@ -320,10 +359,11 @@ pub fn check(request: &Request<'_>) -> Report {
             }
         }
         // A key that was given but could not be read is already an error.
-        (None, Kind::Server) if request.private_key.is_none() && !key_failed => {
+        (None, Kind::Server | Kind::Client) if request.private_key.is_none() && !key_failed => {
             let missing = Error::MissingPrivateKey(format!(
-                "no private key was given for {}: the server cannot use a certificate without its key; give it with --key FILE (CLI) or the \"private_key\" field (API)",
-                leaf.describe()
+                "no private key was given for {}: the server cannot use a certificate without its key; {}",
+                leaf.describe(),
+                options.origin.missing_key_fix()
             ));
             if options.require_key {
                 findings.error(missing);
@@ -414,6 +454,39 @@ pub fn check(request: &Request<'_>) -> Report {
         errors: findings.errors,
         warnings: findings.warnings,
         bundle: Some(bundle),
+    }
+}
+
+/// What a server leaf must say to be usable by TLS clients: a host name in
+/// subjectAltName (clients do not match the CN) and, when it restricts its
+/// purposes, serverAuth among them.
+fn leaf_usage_findings(leaf: &ParsedCert, findings: &mut Findings) {
+    if leaf.sans.is_empty() {
+        let v1 = if leaf.version < 3 {
+            format!(
+                " (it is an X.509 v{} certificate, which has no extensions at all)",
+                leaf.version
+            )
+        } else {
+            String::new()
+        };
+        // Not strict-dependent: R29's strict rules are the cloud model's
+        // format rules, and an OpenSSL-based client may still use the CN.
+        findings.warning(Error::MissingSubjectAltName(format!(
+            "{} names no host name or IP address in subjectAltName{v1}: browsers and rustls clients do not look at the CN, so they refuse it, and tlsgate can serve it only as a listener's default certificate (SNI lookup uses subjectAltName); reissue it with the names in subjectAltName: `openssl req -x509 … -addext \"subjectAltName=DNS:example.com\"`, or for `openssl x509 -req` an `-extfile` holding `subjectAltName=DNS:example.com`",
+            leaf.describe()
+        )));
+    }
+    if let Some(eku) = leaf.eku.as_ref().filter(|eku| !eku.server_auth) {
+        let allows = if eku.purposes.is_empty() {
+            "nothing".to_string()
+        } else {
+            eku.purposes.join(", ")
+        };
+        findings.error(Error::CertificateNotForServerAuth(format!(
+            "{} has extendedKeyUsage {allows} without serverAuth: it is not a server certificate (a client certificate, as `tlsgate ca issue` makes without --server?), and every TLS client refuses it as one (\"unsuitable certificate purpose\"); reissue it with `extendedKeyUsage=serverAuth` (`tlsgate ca issue --server --dns NAME`, or `-addext extendedKeyUsage=serverAuth` / an `-extfile` line for openssl)",
+            leaf.describe()
+        )));
     }
 }
 

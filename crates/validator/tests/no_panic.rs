@@ -10,7 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rustls_pki_types::UnixTime;
 use tlsgate_test_pki::{FIXED_NOW, KeyKind, TestPki};
-use tlsgate_validator::{Kind, Options, Request, Source, check};
+use tlsgate_validator::{Kind, Options, Origin, Request, Source, check};
 
 /// Valid inputs to mutate: (certificate input, key input).
 fn corpus() -> &'static Vec<(Vec<u8>, Vec<u8>)> {
@@ -57,6 +57,7 @@ fn exercise(cert: &[u8], key: Option<&[u8]>) {
                 strict: true,
                 require_key: false,
                 now: UnixTime::since_unix_epoch(Duration::from_secs(FIXED_NOW as u64)),
+                origin: Origin::Store,
             },
         });
         for finding in report.errors.iter().chain(&report.warnings) {

@@ -11,7 +11,7 @@ use rustls_pki_types::UnixTime;
 use tlsgate_test_pki::{
     Chain, FIXED_NOW, KeyKind, TestKey, TestPki, Validity, pem, same_name_impostor,
 };
-use tlsgate_validator::{CertificateName, Kind, Options, Report, Request, Source, check};
+use tlsgate_validator::{CertificateName, Kind, Options, Origin, Report, Request, Source, check};
 
 fn now() -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(FIXED_NOW as u64))
@@ -24,6 +24,7 @@ fn server(strict: bool) -> Options {
         strict,
         require_key: false,
         now: now(),
+        origin: Origin::Cli,
     }
 }
 

@@ -166,6 +166,7 @@ fn validate(
             strict: false,
             require_key: kind == CertKind::Server,
             now: now(),
+            origin: validator::Origin::Api,
         },
     });
     let validated = report.into_validated().map_err(|report| {

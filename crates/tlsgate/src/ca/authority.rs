@@ -99,10 +99,20 @@ fn validate(
         }),
         password: password.map(str::as_bytes),
         options: Options {
-            kind,
+            // What this tool makes with a key is a client certificate, a
+            // `--server` one (SANs and serverAuth by construction) or the CA
+            // itself: checked for chain, key and validity, not for the rules
+            // only a served leaf needs, which a client certificate or a CA
+            // would fail.
+            kind: if kind == Kind::Server {
+                Kind::Client
+            } else {
+                kind
+            },
             strict: false,
             require_key: key.is_some() || password.is_some(),
             now: unix_now(),
+            origin: validator::Origin::Cli,
         },
     })
 }

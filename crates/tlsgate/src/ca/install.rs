@@ -64,6 +64,7 @@ fn bundle_ders(path: &Path, bytes: &[u8]) -> Outcome<Vec<Vec<u8>>> {
             strict: false,
             require_key: false,
             now: unix_now(),
+            origin: validator::Origin::Cli,
         },
     });
     match report.bundle {
