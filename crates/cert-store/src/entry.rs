@@ -14,7 +14,7 @@ use tlsgate_validator::{
 };
 
 use crate::Error;
-use crate::layout::{CA_FILES, CRL_FILE, CertKind, OCSP_FILE, SERVER_CERT_FILES, SERVER_KEY_FILES};
+use crate::layout::{CA_FILES, CRL_FILE, CertKind, OCSP_FILE, server_files};
 
 /// A server certificate ready to serve.
 #[derive(Debug)]
@@ -133,10 +133,9 @@ fn load_server(
     previous: Option<&Digest>,
 ) -> Result<(Option<ServerCert>, Digest), Error> {
     let mut digest = sha2::Sha256::default();
-    let Some((index, cert_path)) = first_existing(folder, &SERVER_CERT_FILES) else {
+    let Some((cert_path, key_path)) = server_files(folder) else {
         return Ok((None, finish(digest)));
     };
-    let key_path = folder.join(SERVER_KEY_FILES[index]);
     let Some(cert) = read_optional(&cert_path, &mut digest)? else {
         return Ok((None, finish(digest)));
     };

@@ -1,7 +1,7 @@
 //! The on-disk layout of the store (SPEC R15a).
 //!
 //! ```text
-//! STORE/server/FOLDER/cert.pem + key.pem   (or tls.crt + tls.key)  [+ ocsp.der]
+//! STORE/server/FOLDER/cert.pem + key.pem   (or tls.crt + tls.key, or fullchain.pem + privkey.pem)  [+ ocsp.der]
 //! STORE/ca/FOLDER/ca.pem                   (or ca.crt)             [+ crl.pem]
 //! ```
 //!
@@ -42,10 +42,32 @@ impl std::fmt::Display for CertKind {
     }
 }
 
-/// Certificate file of a server certificate, in order of preference.
-pub const SERVER_CERT_FILES: [&str; 2] = ["cert.pem", "tls.crt"];
+/// Certificate file of a server certificate, in order of preference: ours,
+/// a Kubernetes TLS Secret's, certbot's (whose `cert.pem` is the leaf alone
+/// and comes without a `key.pem`: the first pair whose two files are both
+/// there is used, see [`server_files`]).
+pub const SERVER_CERT_FILES: [&str; 3] = ["cert.pem", "tls.crt", "fullchain.pem"];
 /// Key file of a server certificate, paired with [`SERVER_CERT_FILES`] by index.
-pub const SERVER_KEY_FILES: [&str; 2] = ["key.pem", "tls.key"];
+pub const SERVER_KEY_FILES: [&str; 3] = ["key.pem", "tls.key", "privkey.pem"];
+
+/// The certificate and key files of a server folder: the first pair of
+/// [`SERVER_CERT_FILES`] / [`SERVER_KEY_FILES`] with both files present,
+/// else the first certificate file present with its pair's key (missing,
+/// which the caller reports), else `None`.
+pub fn server_files(folder: &Path) -> Option<(PathBuf, PathBuf)> {
+    let pair = |i: usize| {
+        (
+            folder.join(SERVER_CERT_FILES[i]),
+            folder.join(SERVER_KEY_FILES[i]),
+        )
+    };
+    let indices = 0..SERVER_CERT_FILES.len();
+    indices
+        .clone()
+        .map(pair)
+        .find(|(cert, key)| cert.exists() && key.exists())
+        .or_else(|| indices.map(pair).find(|(cert, _)| cert.exists()))
+}
 /// CA bundle file, in order of preference.
 pub const CA_FILES: [&str; 2] = ["ca.pem", "ca.crt"];
 /// Optional CRL file beside a CA bundle (PEM or DER, one or several CRLs).

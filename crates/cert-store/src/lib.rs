@@ -33,7 +33,7 @@ pub use error::Error;
 pub use expiry::{EXPIRY_WARNING_DAYS, ExpiryRow, days_left};
 pub use layout::{
     CA_FILES, CRL_FILE, CertKind, OCSP_FILE, SERVER_CERT_FILES, SERVER_KEY_FILES, folder_for,
-    folder_path, name_for_folder,
+    folder_path, name_for_folder, server_files,
 };
 pub use resolver::{ClientCapabilities, SniIndex, StoreResolver};
 pub use snapshot::{Binding, ClientAuthBinding, ListenerTls, Snapshot};

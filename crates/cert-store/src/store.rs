@@ -1,7 +1,7 @@
 //! The store: loads folders through the validator, publishes snapshots, and
 //! keeps the last good version of anything that fails to reload (R16, R17).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +137,10 @@ struct State {
     digests: HashMap<(CertKind, CertificateName), entry::Digest>,
     refusals: HashMap<(CertKind, CertificateName), (&'static str, String)>,
     expiry: ExpiryWarnings,
+    /// Folders already logged as ignored (a name that is not a certificate
+    /// name, or no certificate file tlsgate reads), so the 10 s rescan does
+    /// not log them again.
+    ignored: HashSet<(CertKind, String)>,
 }
 
 /// The certificate store.
@@ -276,17 +280,32 @@ impl Store {
         let mut reloaded = 0;
         for kind in CertKind::ALL {
             let kind_dir = self.dir.join(kind.as_str());
-            let mut present: Vec<String> = match fs::read_dir(&kind_dir) {
-                Ok(entries) => entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|folder| name_for_folder(folder).is_some())
-                    .collect(),
+            let entries = match fs::read_dir(&kind_dir) {
+                Ok(entries) => entries,
                 Err(err) => {
                     tracing::warn!(path = %kind_dir.display(), error = %err, "cannot list the certificate store");
                     continue;
                 }
             };
+            let mut present: Vec<String> = Vec::new();
+            for entry in entries.filter_map(|e| e.ok()) {
+                let Ok(folder) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if name_for_folder(&folder).is_some() {
+                    present.push(folder);
+                } else if !folder.starts_with('.')
+                    && entry.file_type().is_ok_and(|t| t.is_dir())
+                    && state.ignored.insert((kind, folder.clone()))
+                {
+                    // Hidden folders are editors' and Kubernetes' (..data);
+                    // anything else an operator made and expects to load.
+                    tracing::warn!(
+                        folder = %kind_dir.join(&folder).display(),
+                        "store folder ignored: its name is not a certificate name in folder form (letters, digits and . _ - * with / written %2F, % written %25, a leading . written %2E; no spaces); rename it"
+                    );
+                }
+            }
             present.sort();
             for folder in &present {
                 let stamp = stamp(kind, &kind_dir.join(folder));
@@ -338,8 +357,11 @@ impl Store {
         let stamp = stamp(kind, &path);
         let exists = stamp.iter().any(Option::is_some);
         state.stamps.insert((kind, folder.to_string()), stamp);
-        if !exists {
+        if exists {
+            state.ignored.remove(&(kind, folder.to_string()));
+        } else {
             state.stamps.remove(&(kind, folder.to_string()));
+            warn_unread_folder(state, kind, folder, &path);
         }
         let current = self.current.load_full();
 
@@ -464,6 +486,34 @@ fn log_warnings(kind: CertKind, name: &CertificateName, entry: &Entry) {
     }
 }
 
+/// Logs (once) a folder that holds files but none tlsgate reads: a
+/// certificate dropped under another file name would otherwise wait there
+/// silently.
+fn warn_unread_folder(state: &mut State, kind: CertKind, folder: &str, path: &Path) {
+    let Ok(entries) = fs::read_dir(path) else {
+        return;
+    };
+    let mut found: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    if found.is_empty() || !state.ignored.insert((kind, folder.to_string())) {
+        return;
+    }
+    found.sort();
+    let expected = match kind {
+        CertKind::Server => "cert.pem + key.pem, tls.crt + tls.key or fullchain.pem + privkey.pem",
+        CertKind::Ca => "ca.pem or ca.crt",
+    };
+    tracing::warn!(
+        folder = %path.display(),
+        found = %found.join(", "),
+        "store folder ignored: it holds none of the files tlsgate reads ({expected}); rename the files"
+    );
+}
+
 /// The stamp of the files that make up a folder of `kind`.
 fn stamp(kind: CertKind, folder: &Path) -> Stamp {
     let files: &[&str] = match kind {
@@ -472,6 +522,8 @@ fn stamp(kind: CertKind, folder: &Path) -> Stamp {
             SERVER_KEY_FILES[0],
             SERVER_CERT_FILES[1],
             SERVER_KEY_FILES[1],
+            SERVER_CERT_FILES[2],
+            SERVER_KEY_FILES[2],
             OCSP_FILE,
         ],
         CertKind::Ca => &[CA_FILES[0], CA_FILES[1], CRL_FILE],

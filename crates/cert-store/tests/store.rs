@@ -371,6 +371,61 @@ async fn a_chain_whose_intermediate_is_not_a_ca_keeps_the_old_one() {
     assert_eq!(h.handshake("web", &root, "n.example").await, der(&good));
 }
 
+/// certbot's live folder copied (or linked) into the store as it is:
+/// `cert.pem` is the leaf alone and there is no `key.pem`, so the pair
+/// used is `fullchain.pem` + `privkey.pem`, and clients get the chain.
+#[tokio::test]
+async fn a_certbot_folder_serves_fullchain_and_privkey() {
+    let chain = TestPki::now_real().server_chain(&["le.example"], KeyKind::EcdsaP256);
+    let mut h = Harness::new(|path| {
+        let dir = server_folder(path, "le.example");
+        write_atomic(&dir.join("cert.pem"), chain.leaf.cert_pem().as_bytes());
+        let intermediate = chain.intermediate.cert().cert_pem();
+        write_atomic(&dir.join("chain.pem"), intermediate.as_bytes());
+        write_atomic(
+            &dir.join("fullchain.pem"),
+            chain.pem_leaf_first().as_bytes(),
+        );
+        write_atomic(
+            &dir.join("privkey.pem"),
+            chain.leaf.key().pkcs8_pem().as_bytes(),
+        );
+    });
+    h.bind("web", &["le.example"]);
+    assert!(h.store.snapshot().server(&name("le.example")).is_some());
+    // Trusting only the root: the handshake needs the intermediate from
+    // fullchain.pem (cert.pem alone would fail it).
+    assert_eq!(
+        h.handshake("web", &chain.root, "le.example").await,
+        der(&chain.leaf)
+    );
+    // A renewal (certbot rewrites both) is picked up like any other.
+    let renewed = chain
+        .intermediate
+        .server(&["le.example"], KeyKind::EcdsaP256, Validity::Normal);
+    let dir = server_folder(&h.path, "le.example");
+    let full = format!(
+        "{}{}",
+        renewed.cert_pem(),
+        chain.intermediate.cert().cert_pem()
+    );
+    write_atomic(
+        &dir.join("privkey.pem"),
+        renewed.key().pkcs8_pem().as_bytes(),
+    );
+    write_atomic(&dir.join("fullchain.pem"), full.as_bytes());
+    write_atomic(&dir.join("cert.pem"), renewed.cert_pem().as_bytes());
+    let wanted = der(&renewed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.handshake("web", &chain.root, "le.example").await != wanted {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "renewal not picked up"
+        );
+        h.loaded("le.example").await;
+    }
+}
+
 #[tokio::test]
 async fn an_editor_save_via_rename_is_picked_up() {
     let pki = TestPki::now_real();
