@@ -21,7 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::UnixTime;
 use tlsgate_cert_store::{CertificateName, ClientCapabilities, ServerCert, SniIndex};
 use tlsgate_test_pki::{FIXED_NOW, KeyKind, TestPki};
-use tlsgate_validator::{Kind, Options, Request, Source, Summary, check};
+use tlsgate_validator::{Kind, Options, Origin, Request, Source, Summary, check};
 
 /// A real certificate, as the store would hold it.
 struct Template {
@@ -37,6 +37,7 @@ fn templates() -> Vec<Template> {
         strict: false,
         require_key: true,
         now: UnixTime::since_unix_epoch(Duration::from_secs(FIXED_NOW as u64)),
+        origin: Origin::Store,
     };
     // Both key types, as a listener with dual certificates has.
     [KeyKind::EcdsaP256, KeyKind::Rsa2048]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustls_pki_types::UnixTime;
 use tlsgate_test_pki::{FIXED_NOW, KeyKind, TestPki};
-use tlsgate_validator::{Kind, Options, Request, Source, check};
+use tlsgate_validator::{Kind, Options, Origin, Request, Source, check};
 
 fn validate(c: &mut Criterion) {
     let pki = TestPki::fixed();
@@ -19,6 +19,7 @@ fn validate(c: &mut Criterion) {
         strict: false,
         require_key: true,
         now: UnixTime::since_unix_epoch(Duration::from_secs(FIXED_NOW as u64)),
+        origin: Origin::Cli,
     };
     let mut group = c.benchmark_group("validate_bundle");
     group.throughput(Throughput::Elements(1));

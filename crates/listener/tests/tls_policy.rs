@@ -790,7 +790,10 @@ fn unchanged_inputs_return_the_same_config() {
     assert!(fixture.store.snapshot().server(&name("other")).is_some());
     assert!(Arc::ptr_eq(&first, &cache.current(&policy).unwrap()));
 
-    assert_eq!(first.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert_eq!(
+        first.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()]
+    );
     assert_eq!(first.max_early_data_size, 0);
     assert!(!first.ignore_client_order);
     assert!(first.ticketer.enabled());
