@@ -11,10 +11,10 @@ use crate::{CertKind, Snapshot};
 /// The days-left thresholds at which a warning is logged.
 pub const EXPIRY_WARNING_DAYS: [i64; 5] = [30, 14, 7, 3, 1];
 
-/// Whole days from `now` until `not_after` (negative once expired).
-pub fn days_left(not_after: i64, now: i64) -> i64 {
-    (not_after - now).div_euclid(86_400)
-}
+/// Days from `now` until `not_after`, negative once expired: the
+/// validator's count, so the API, `cert check`, `check-config` and these
+/// warnings agree.
+pub use tlsgate_validator::days_left;
 
 /// One certificate's expiry, for reports and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(threshold(2), Some(3));
         assert_eq!(threshold(0), Some(1));
         assert_eq!(threshold(-1), Some(-1));
-        assert_eq!(days_left(86_400 * 3 - 1, 0), 2);
+        assert_eq!(days_left(86_400 * 3 - 1, 0), 3);
         assert_eq!(days_left(-1, 0), -1);
     }
 }

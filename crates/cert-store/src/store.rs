@@ -357,11 +357,8 @@ impl Store {
         let stamp = stamp(kind, &path);
         let exists = stamp.iter().any(Option::is_some);
         state.stamps.insert((kind, folder.to_string()), stamp);
-        if exists {
-            state.ignored.remove(&(kind, folder.to_string()));
-        } else {
+        if !exists {
             state.stamps.remove(&(kind, folder.to_string()));
-            warn_unread_folder(state, kind, folder, &path);
         }
         let current = self.current.load_full();
 
@@ -403,6 +400,7 @@ impl Store {
                         );
                     }
                 }
+                state.ignored.remove(&(kind, folder.to_string()));
                 let next = current.with_entry(kind, &name, Some(entry));
                 let generation = next.generation();
                 self.current.store(Arc::new(next));
@@ -419,6 +417,9 @@ impl Store {
                 });
             }
             Ok((entry::Loaded::Missing, _)) => {
+                // Files that are not a certificate (none, or under other
+                // names): say so once, if there are any.
+                warn_unread_folder(state, kind, folder, &path);
                 state.refusals.remove(&(kind, name.clone()));
                 state.digests.remove(&(kind, name.clone()));
                 if current.contains(kind, &name) {
@@ -503,30 +504,32 @@ fn warn_unread_folder(state: &mut State, kind: CertKind, folder: &str, path: &Pa
         return;
     }
     found.sort();
-    let expected = match kind {
-        CertKind::Server => "cert.pem + key.pem, tls.crt + tls.key or fullchain.pem + privkey.pem",
-        CertKind::Ca => "ca.pem or ca.crt",
+    let expected: Vec<String> = match kind {
+        CertKind::Server => SERVER_CERT_FILES
+            .iter()
+            .zip(SERVER_KEY_FILES)
+            .map(|(cert, key)| format!("{cert} + {key}"))
+            .collect(),
+        CertKind::Ca => CA_FILES.iter().map(|f| f.to_string()).collect(),
     };
+    let expected = expected.join(", ");
     tracing::warn!(
         folder = %path.display(),
         found = %found.join(", "),
-        "store folder ignored: it holds none of the files tlsgate reads ({expected}); rename the files"
+        "store folder ignored: it holds no certificate tlsgate reads (one of: {expected}); rename the files"
     );
 }
 
 /// The stamp of the files that make up a folder of `kind`.
 fn stamp(kind: CertKind, folder: &Path) -> Stamp {
-    let files: &[&str] = match kind {
-        CertKind::Server => &[
-            SERVER_CERT_FILES[0],
-            SERVER_KEY_FILES[0],
-            SERVER_CERT_FILES[1],
-            SERVER_KEY_FILES[1],
-            SERVER_CERT_FILES[2],
-            SERVER_KEY_FILES[2],
-            OCSP_FILE,
-        ],
-        CertKind::Ca => &[CA_FILES[0], CA_FILES[1], CRL_FILE],
+    let files: Vec<&str> = match kind {
+        CertKind::Server => SERVER_CERT_FILES
+            .iter()
+            .zip(SERVER_KEY_FILES)
+            .flat_map(|(cert, key)| [*cert, key])
+            .chain([OCSP_FILE])
+            .collect(),
+        CertKind::Ca => CA_FILES.iter().copied().chain([CRL_FILE]).collect(),
     };
     files
         .iter()

@@ -370,7 +370,7 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
                 Some(webpki::Error::UnsupportedCertVersion)
             ) =>
         {
-            "client certificate is X.509 v1 (reissue it as v3, with extensions)"
+            "client certificate (or a CA in the chain it sent) is X.509 v1 (reissue it as v3, with extensions)"
         }
         Error::InvalidCertificate(_) => "client certificate invalid",
         // A pre-TLS 1.2 ClientHello lacks signature_algorithms, which rustls checks first.

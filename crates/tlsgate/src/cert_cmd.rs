@@ -55,8 +55,13 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
     /// Check a CA bundle (for mutual authentication) instead of a server certificate.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client")]
     ca: bool,
+    /// Check a client certificate (for mutual authentication: chain, key,
+    /// validity) instead of a server certificate: no subjectAltName or
+    /// serverAuth needed.
+    #[arg(long)]
+    client: bool,
     /// File holding the password of an encrypted key or PKCS#12 file (one trailing newline is ignored).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
@@ -192,7 +197,12 @@ fn check(args: &CheckArgs) -> Result<u8> {
         args.key.as_deref(),
         args.password_file.as_deref(),
     )?;
-    let report = inputs.validate(kind(args.ca), args.strict);
+    let kind = if args.client {
+        Kind::Client
+    } else {
+        kind(args.ca)
+    };
+    let report = inputs.validate(kind, args.strict);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {

@@ -21,9 +21,17 @@ pub fn run(path: &Path) -> ExitCode {
     for note in &config.notes {
         println!("note: {note}");
     }
-    // Opening the store creates a missing directory (as serve's first run
-    // wants); whether it was there is what explains missing certificates.
-    let store_existed = config.store.dir.is_dir();
+    // Opening the store would create it (as serve's first run wants); a
+    // check writes nothing, and a missing store explains every missing
+    // certificate at once.
+    if !config.store.dir.is_dir() {
+        eprintln!(
+            "error: {}: the store directory {} does not exist: fix store.dir (a relative path is relative to the config file's folder) or create it",
+            config.path.display(),
+            config.store.dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(err) => {
@@ -56,23 +64,12 @@ pub fn run(path: &Path) -> ExitCode {
                         .dir()
                         .join(kind.as_str())
                         .join(tlsgate_cert_store::folder_for(name));
-                    // The usual cause when every certificate is missing:
-                    // store.dir points somewhere else (relative paths
-                    // resolve against the config file's folder).
-                    let hint = if store_existed {
-                        format!("put the files in {} (or upload it)", folder.display())
-                    } else {
-                        format!(
-                            "the store directory {} did not exist (now created, empty): fix store.dir in {} (a relative path is relative to that file's folder) or fill it",
-                            store.dir().display(),
-                            config.path.display()
-                        )
-                    };
                     eprintln!(
-                        "error: {}: listener {:?}: CertificateNotFound: there is no {kind} certificate {:?} in the store; {hint}",
+                        "error: {}: listener {:?}: CertificateNotFound: there is no {kind} certificate {:?} in the store; put the files in {} (or upload it)",
                         config.path.display(),
                         listener.name,
                         name.as_str(),
+                        folder.display()
                     );
                 }
             }

@@ -212,12 +212,15 @@ fn admin_section(raw: &FileAdmin, folder: &Path) -> Result<AdminSection, Vec<Fau
     })
 }
 
-/// `[server] workers`: 1 to 4096 threads.
+/// The most worker threads `[server] workers` and `serve --workers` allow.
+pub const MAX_WORKERS: u16 = 4096;
+
+/// `[server] workers`: 1 to [`MAX_WORKERS`] threads.
 fn workers(raw: FileServer) -> Result<Option<usize>, Vec<Fault>> {
     let Some(value) = raw.workers else {
         return Ok(None);
     };
-    usize_in(&value, "workers", 1..=4096)
+    usize_in(&value, "workers", 1..=i64::from(MAX_WORKERS))
         .map(Some)
         .map_err(|fault| vec![fault])
 }

@@ -31,7 +31,11 @@ pub fn init(format: LogFormat) {
         // Colour only for a terminal: escape codes in a file, a pipe or
         // `docker logs` are noise (NO_COLOR still turns it off everywhere).
         (LogFormat::Text, false) => builder
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_ansi(
+                std::io::stderr().is_terminal()
+                    // no-color.org: only a non-empty NO_COLOR turns it off.
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
             .try_init(),
     };
     // Already installed (tests call this more than once): keep the first.

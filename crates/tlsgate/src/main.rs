@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Worker threads, 1 to 4096 (default: the config's server.workers, else one per core).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(config::MAX_WORKERS)))]
         workers: Option<u16>,
     },
     /// Validate the configuration and the certificate store it names; exit 0 or 1.

@@ -521,29 +521,19 @@ fn the_pkcs12_bundle_opens_in_openssl_and_works_with_curl() {
         ],
     );
     assert!(key.status.success(), "{}", text(&key.stderr));
-    // The key taken out of the bundle is the certificate's (cert check
-    // judges server certificates, so this client one is refused as such,
-    // but not for its key).
-    let check = tlsgate(
+    // The key taken out of the bundle is the client certificate's.
+    ok(
         &site.path,
         &[
             "cert",
             "check",
+            "--client",
             "--cert",
             "carol.pem",
             "--key",
             "carol-from-p12.key",
-            "--json",
         ],
     );
-    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
-    let codes: Vec<&str> = report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["code"].as_str())
-        .collect();
-    assert_eq!(codes, ["CertificateNotForServerAuth"], "{report}");
 
     let (_server, port) = site.serve();
     let p12 = "carol.p12:s3cret pass";
@@ -670,25 +660,27 @@ fn openssl_and_cert_check_accept_the_ca_its_certificates_and_its_crls() {
             "{server_text}"
         );
 
-        // `cert check` (which judges server certificates) accepts the server
-        // certificate with its key, without warnings, and refuses the client
-        // certificate as one: its extendedKeyUsage lacks serverAuth.
-        let check_json = |prefix: &str| {
+        // `cert check` accepts each with its key, without warnings: the
+        // server certificate as one, the client certificate with --client.
+        // As a server certificate the client one is refused: its
+        // extendedKeyUsage lacks serverAuth.
+        let check_json = |prefix: &str, extra: &[&str]| {
             let cert = format!("{prefix}.pem");
             let key_file = format!("{prefix}.key");
-            let check = tlsgate(
-                dir,
-                &[
-                    "cert", "check", "--cert", &cert, "--key", &key_file, "--json",
-                ],
-            );
+            let mut args = vec![
+                "cert", "check", "--cert", &cert, "--key", &key_file, "--json",
+            ];
+            args.extend_from_slice(extra);
+            let check = tlsgate(dir, &args);
             let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
             (check.status.code(), report)
         };
-        let (code, report) = check_json(&server);
-        assert_eq!(code, Some(0), "{report}");
-        assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
-        let (code, report) = check_json(&client);
+        for (prefix, extra) in [(&server, &[][..]), (&client, &["--client"][..])] {
+            let (code, report) = check_json(prefix, extra);
+            assert_eq!(code, Some(0), "{report}");
+            assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
+        }
+        let (code, report) = check_json(&client, &[]);
         assert_eq!(code, Some(1), "{report}");
         assert_eq!(
             report["errors"][0]["code"], "CertificateNotForServerAuth",

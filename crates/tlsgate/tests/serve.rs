@@ -198,6 +198,17 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     ok_stdout(&site.get(port, false, "/"));
 }
 
+/// curl's HTTP status for a request (body discarded), and its stderr.
+fn status_of(args: &[&str]) -> (String, String) {
+    let mut all = vec!["--write-out", "%{http_code}", "--output", "/dev/null"];
+    all.extend_from_slice(args);
+    let out = curl(&all);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What operators try with curl: `--http1.0` (which offers ALPN `http/1.0`
 /// alone) is served, and a header over `max_header_bytes` gets a 431 over
 /// HTTP/2 as over HTTP/1.1. (The limit is lowered here: curl's HTTP/2
@@ -218,45 +229,22 @@ fn curl_http10_and_an_oversized_header_over_http2_get_proper_answers() {
     let (_proc, port) = site.serve();
     let root = site.path.join("root.pem");
     let url = format!("https://localhost:{port}/");
-    let out = curl(&[
-        "--http1.0",
-        "--cacert",
-        root.to_str().unwrap(),
-        "--write-out",
-        "%{http_code}",
-        "--output",
-        "/dev/null",
-        &url,
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, stderr) = status_of(&["--http1.0", "--cacert", root.to_str().unwrap(), &url]);
+    assert_eq!(status, "200", "{stderr}");
 
     let header_file = site.path.join("big-header.txt");
     fs::write(&header_file, format!("x-big: {}\n", "b".repeat(20_000))).unwrap();
     let header_arg = format!("@{}", header_file.display());
     for version in ["--http1.1", "--http2"] {
-        let out = curl(&[
+        let (status, stderr) = status_of(&[
             version,
             "--cacert",
             root.to_str().unwrap(),
             "--header",
             &header_arg,
-            "--write-out",
-            "%{http_code}",
-            "--output",
-            "/dev/null",
             &url,
         ]);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "431",
-            "{version}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(status, "431", "{version}: {stderr}");
     }
 }
 
@@ -369,8 +357,12 @@ fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
     assert_eq!(nowhere.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&nowhere.stderr);
     assert!(
-        stderr.contains("no-such-store did not exist") && stderr.contains("elsewhere.toml"),
+        stderr.contains("no-such-store does not exist") && stderr.contains("elsewhere.toml"),
         "{stderr}"
+    );
+    assert!(
+        !site.path.join("no-such-store").exists(),
+        "check-config writes nothing"
     );
 
     let bad_path = site.path.join("bad.toml");

@@ -276,7 +276,7 @@ pub(crate) fn check_issuers(chain: &[&ParsedCert], findings: &mut Findings) {
         // and the simplest fix is to leave it out.
         let (who, fix) = if is_root {
             (
-                "clients that build their path through this copy of the root refuse the chain",
+                "clients use their own copy of a root and mostly ignore this one, but one that builds its path through it refuses the chain",
                 "clients use their own copy of a root, so remove it from the bundle, or reissue the root as a CA (`openssl req -x509 … -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign`)",
             )
         } else {
@@ -323,9 +323,16 @@ pub(crate) fn check_issuers(chain: &[&ParsedCert], findings: &mut Findings) {
             } else {
                 String::new()
             };
-            findings.error(Error::InvalidCertificateChain(format!(
-                "{place} {fault}{fix}"
-            )));
+            let finding = Error::InvalidCertificateChain(format!("{place} {fault}{fix}"));
+            if is_root {
+                // Clients verify against their own copy of a root (rustls
+                // checks its trust anchors first, OpenSSL prefers the
+                // trusted copy), so a flawed copy at the end of a bundle
+                // that works everywhere is worth a warning, not a refusal.
+                findings.strict(finding);
+            } else {
+                findings.error(finding);
+            }
         }
     }
 }

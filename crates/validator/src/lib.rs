@@ -125,20 +125,26 @@ impl Summary {
     }
 }
 
-/// Days from `now` until `not_after` (unix seconds), counting a started day
-/// as a day: the ceiling of the remaining time in days, 0 at notAfter and
-/// negative once a whole day past it.
+/// Days from `now` until `not_after` (unix seconds): while time is left,
+/// a started day counts as a day (the ceiling); once notAfter has passed,
+/// a started day past it counts too, so an expired certificate is -1 at
+/// once, never 0. So "1 day left" means under a day, 0 only at the exact
+/// second of notAfter, and any negative value means expired.
 ///
-/// Ceiling, not floor: a certificate made with `-days 3650` shows 3650 all
-/// through the day it was made, whichever second it is looked at (with the
-/// floor it showed 3650 only in the very second it was signed and 3649 a
-/// second later, so `cert check` and the API disagreed on the same file).
-/// It also agrees with the expiring-soon warning, given exactly when this is
-/// 30 or less. `cert check` and the admin API both show this.
+/// Rounding up while time is left: a certificate made with `-days 3650`
+/// shows 3650 all through the day it was made, whichever second it is
+/// looked at (with the floor it showed 3650 only in the very second it was
+/// signed, and 3649 a second later). It agrees with the expiring-soon
+/// warning, given exactly when this is 30 or less. `cert check`, the admin
+/// API, `check-config` and the store's expiry warnings all use this.
 pub fn days_left(not_after: i64, now: i64) -> i64 {
     let remaining = not_after.saturating_sub(now);
-    // div_euclid rounds toward negative infinity; ceil(x / d) = -floor(-x / d).
-    -(remaining.saturating_neg().div_euclid(86_400))
+    if remaining >= 0 {
+        // div_euclid rounds toward negative infinity; ceil(x / d) = -floor(-x / d).
+        -(remaining.saturating_neg().div_euclid(86_400))
+    } else {
+        remaining.div_euclid(86_400)
+    }
 }
 
 /// The decoded material in canonical order: the leaf first, then each issuer.
@@ -361,8 +367,13 @@ pub fn check(request: &Request<'_>) -> Report {
         // A key that was given but could not be read is already an error.
         (None, Kind::Server | Kind::Client) if request.private_key.is_none() && !key_failed => {
             let missing = Error::MissingPrivateKey(format!(
-                "no private key was given for {}: the server cannot use a certificate without its key; {}",
+                "no private key was given for {}: {} cannot use a certificate without its key; {}",
                 leaf.describe(),
+                if options.kind == Kind::Client {
+                    "a client"
+                } else {
+                    "the server"
+                },
                 options.origin.missing_key_fix()
             ));
             if options.require_key {
@@ -484,7 +495,7 @@ fn leaf_usage_findings(leaf: &ParsedCert, findings: &mut Findings) {
             eku.purposes.join(", ")
         };
         findings.error(Error::CertificateNotForServerAuth(format!(
-            "{} has extendedKeyUsage {allows} without serverAuth: it is not a server certificate (a client certificate, as `tlsgate ca issue` makes without --server?), and every TLS client refuses it as one (\"unsuitable certificate purpose\"); reissue it with `extendedKeyUsage=serverAuth` (`tlsgate ca issue --server --dns NAME`, or `-addext extendedKeyUsage=serverAuth` / an `-extfile` line for openssl)",
+            "{} has extendedKeyUsage {allows} without serverAuth: it is not a server certificate (a client certificate, as `tlsgate ca issue` makes without --server?), and every TLS client refuses it as one (\"unsuitable certificate purpose\"); reissue it with `extendedKeyUsage=serverAuth` (`tlsgate ca issue --server --dns NAME`, or `-addext extendedKeyUsage=serverAuth` / an `-extfile` line for openssl); to check it as the client certificate it is, `tlsgate cert check --client`",
             leaf.describe()
         )));
     }

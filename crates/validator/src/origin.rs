@@ -19,9 +19,11 @@ impl Origin {
     pub(crate) fn missing_key_fix(self) -> &'static str {
         match self {
             Origin::Cli => "give it with --key FILE",
-            Origin::Api => "send it in the \"private_key\" field of the request",
+            Origin::Api => {
+                "send it in the \"private_key\" field of the request (`tlsgate cert upload --key FILE`)"
+            }
             Origin::Store => {
-                "put the key as key.pem (or tls.key) beside cert.pem in the same folder"
+                "put the key in the same folder under the name that pairs with the certificate's: key.pem with cert.pem, tls.key with tls.crt, privkey.pem with fullchain.pem"
             }
         }
     }
@@ -33,7 +35,7 @@ impl Origin {
                 "give its password with --password-file FILE, or decrypt it first with `openssl pkey -in KEY -out key.pem`"
             }
             Origin::Api => {
-                "send its password in the \"password\" field of the request, or decrypt it first with `openssl pkey -in KEY -out key.pem`"
+                "send its password in the \"password\" field of the request (`tlsgate cert upload --password-file FILE`), or decrypt it first with `openssl pkey -in KEY -out key.pem`"
             }
             Origin::Store => {
                 "the store cannot decrypt keys (there is nowhere to give it a password): write the key unencrypted, e.g. `openssl pkey -in key.pem -out key.tmp && mv key.tmp key.pem`, and keep it mode 0600"
@@ -45,7 +47,9 @@ impl Origin {
     pub(crate) fn encrypted_pkcs12_fix(self) -> &'static str {
         match self {
             Origin::Cli => "give its password with --password-file FILE",
-            Origin::Api => "send its password in the \"password\" field of the request",
+            Origin::Api => {
+                "send its password in the \"password\" field of the request (`tlsgate cert upload --password-file FILE`)"
+            }
             Origin::Store => {
                 "the store cannot open password-protected files: convert it to PEM with `tlsgate cert convert --in FILE --password-file PASSWORD_FILE --out-cert cert.pem --out-key key.pem` and put those two files in the folder"
             }

@@ -117,10 +117,11 @@ fn encrypted_key_hints_name_what_each_origin_can_do() {
             &run(cert.as_bytes(), Some(key.as_bytes()), None, Origin::Api),
             "EncryptedPrivateKey",
         );
+        // The API's callers include `tlsgate cert upload`: its flag is named too.
         assert_hint(
             &api,
-            &["\"password\" field"],
-            &["(CLI)", "(API)", "--password-file"],
+            &["\"password\" field", "tlsgate cert upload --password-file"],
+            &["(CLI)", "(API)"],
         );
         let store = message(
             &run(cert.as_bytes(), Some(key.as_bytes()), None, Origin::Store),
@@ -147,7 +148,11 @@ fn encrypted_pkcs12_hints_name_what_each_origin_can_do() {
     let chain = TestPki::fixed().server_chain(&["www.example.com"], KeyKind::EcdsaP256);
     let p12 = chain.pkcs12("s3cret");
     let api = message(&run(&p12, None, None, Origin::Api), "EncryptedPrivateKey");
-    assert_hint(&api, &["\"password\" field"], &["(CLI)", "--password-file"]);
+    assert_hint(
+        &api,
+        &["\"password\" field", "tlsgate cert upload --password-file"],
+        &["(CLI)"],
+    );
     let store = message(&run(&p12, None, None, Origin::Store), "EncryptedPrivateKey");
     assert_hint(&store, &["tlsgate cert convert"], &["(CLI)", "(API)"]);
     let wrong = message(
@@ -163,10 +168,19 @@ fn missing_key_hints_name_what_each_origin_can_do() {
     let cert = chain.pem_leaf_first();
     let cases: [(Origin, &[&str], &[&str]); 3] = [
         (Origin::Cli, &["--key FILE"], &["\"private_key\""]),
-        (Origin::Api, &["\"private_key\" field"], &["--key"]),
+        (
+            Origin::Api,
+            &["\"private_key\" field", "tlsgate cert upload --key"],
+            &[],
+        ),
         (
             Origin::Store,
-            &["key.pem", "tls.key", "beside cert.pem", "same folder"],
+            &[
+                "same folder",
+                "key.pem with cert.pem",
+                "tls.key with tls.crt",
+                "privkey.pem with fullchain.pem",
+            ],
             &["--key", "\"private_key\""],
         ),
     ];
@@ -265,11 +279,12 @@ fn days_left_counts_a_started_day_as_a_day() {
     // The last second, notAfter itself, then past it.
     assert_eq!(days_left(not_after, not_after - 1), 1);
     assert_eq!(days_left(not_after, not_after), 0);
-    assert_eq!(days_left(not_after, not_after + 1), 0);
+    // Expired is negative at once, never "0 days left".
+    assert_eq!(days_left(not_after, not_after + 1), -1);
     assert_eq!(days_left(not_after, not_after + DAY), -1);
-    assert_eq!(days_left(not_after, not_after + DAY + 1), -1);
+    assert_eq!(days_left(not_after, not_after + DAY + 1), -2);
     // No overflow at the extremes.
-    assert_eq!(days_left(i64::MIN, i64::MAX), i64::MIN / DAY);
+    assert_eq!(days_left(i64::MIN, i64::MAX), i64::MIN.div_euclid(DAY));
     assert!(days_left(i64::MAX, i64::MIN) > 0);
 }
 

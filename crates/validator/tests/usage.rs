@@ -7,8 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use std::time::Duration;
 
+use common::{assert_accepted, codes};
 use rustls_pki_types::UnixTime;
 use tlsgate_test_pki::{CaShape, Eku, FIXED_NOW, KeyKind, TestPki, Validity};
 use tlsgate_validator::{Kind, Options, Origin, Report, Request, Source, check};
@@ -35,10 +38,6 @@ fn run(cert: &str, options: Options) -> Report {
     })
 }
 
-fn codes(findings: &[tlsgate_validator::Error]) -> Vec<&'static str> {
-    findings.iter().map(|f| f.code()).collect()
-}
-
 /// The messages of the findings with `code`.
 fn messages<'a>(findings: &'a [tlsgate_validator::Error], code: &str) -> Vec<&'a str> {
     findings
@@ -46,15 +45,6 @@ fn messages<'a>(findings: &'a [tlsgate_validator::Error], code: &str) -> Vec<&'a
         .filter(|f| f.code() == code)
         .map(|f| f.message())
         .collect()
-}
-
-#[track_caller]
-fn assert_accepted(report: &Report) {
-    assert!(
-        report.ok(),
-        "expected acceptance, got errors {:#?}",
-        report.errors
-    );
 }
 
 /// The one error with `code`, asserting there is exactly one.
@@ -157,7 +147,7 @@ fn a_proper_chain_is_still_accepted_without_findings() {
 }
 
 #[test]
-fn a_root_at_the_end_of_the_bundle_must_be_a_ca_too() {
+fn a_flawed_root_at_the_end_of_the_bundle_is_a_warning_or_a_strict_error() {
     let pki = TestPki::fixed();
     let root = pki.root_with_shape("Old v1 Root", KeyKind::EcdsaP256, CaShape::V1);
     let int = root.intermediate("Good Intermediate", KeyKind::EcdsaP256);
@@ -165,11 +155,21 @@ fn a_root_at_the_end_of_the_bundle_must_be_a_ca_too() {
     let fullchain = format!("{}{}", leaf.cert_pem(), int.cert().cert_pem());
     let with_root = format!("{fullchain}{}", root.cert().cert_pem());
 
+    // A warning: clients take the root from their own trust store, so the
+    // bundle works; an error only under --strict.
     let report = run(&with_root, options(Kind::Server, false));
-    let message = only_error(&report, "InvalidCertificateChain");
-    assert!(message.contains("chain position 3"), "{message}");
-    assert!(message.contains("CN=Old v1 Root"), "{message}");
-    assert!(message.contains("remove it from the bundle"), "{message}");
+    assert_accepted(&report);
+    let warned = messages(&report.warnings, "InvalidCertificateChain");
+    assert_eq!(warned.len(), 1, "{:#?}", report.warnings);
+    assert!(warned[0].contains("chain position 3"), "{}", warned[0]);
+    assert!(warned[0].contains("CN=Old v1 Root"), "{}", warned[0]);
+    assert!(
+        warned[0].contains("remove it from the bundle"),
+        "{}",
+        warned[0]
+    );
+    let report = run(&with_root, options(Kind::Server, true));
+    only_error(&report, "InvalidCertificateChain");
 
     // Where the chain ends in an issuer not in the bundle, only the
     // certificates present are judged.

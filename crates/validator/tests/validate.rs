@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use std::time::Duration;
 
+use common::{assert_accepted, codes};
 use rustls_pki_types::UnixTime;
 use tlsgate_test_pki::{
     Chain, FIXED_NOW, KeyKind, TestKey, TestPki, Validity, pem, same_name_impostor,
@@ -41,19 +44,6 @@ fn run(cert: &[u8], key: Option<&[u8]>, password: Option<&str>, options: Options
         password: password.map(str::as_bytes),
         options,
     })
-}
-
-fn codes(findings: &[tlsgate_validator::Error]) -> Vec<&'static str> {
-    findings.iter().map(|f| f.code()).collect()
-}
-
-#[track_caller]
-fn assert_accepted(report: &Report) {
-    assert!(
-        report.ok(),
-        "expected acceptance, got errors {:#?}",
-        report.errors
-    );
 }
 
 #[track_caller]

@@ -118,18 +118,36 @@ impl Fault {
         let span = error.span().unwrap_or(0..0);
         let message = error.message().trim_end();
         // The parser's "duplicate key" names no key; its span starts at the
-        // repeated one, which is worth saying.
-        let key = (message == "duplicate key")
-            .then(|| text.get(span.start..)?.split(['=', '\n', ']']).next())
+        // repeated key or table header, which is worth saying.
+        // The whole line: for a table header the span starts after '['.
+        let line_start = text
+            .get(..span.start)
+            .and_then(|before| before.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let repeated = (message == "duplicate key")
+            .then(|| text.get(line_start..)?.lines().next())
             .flatten()
             .map(str::trim)
-            .filter(|key| !key.is_empty());
-        match key {
-            Some(key) => Fault::new(
-                span.clone(),
-                "",
-                format!("duplicate key {key:?}: it is set earlier in the same table; keep one"),
-            ),
+            .filter(|line| !line.is_empty());
+        match repeated {
+            Some(header) if header.starts_with('[') => {
+                let header = header.split(']').next().unwrap_or(header);
+                Fault::new(
+                    span.clone(),
+                    "",
+                    format!(
+                        "duplicate table {header}]: it appears earlier in the file; merge the two (for a list of entries write [[…]])"
+                    ),
+                )
+            }
+            Some(line) => {
+                let key = line.split('=').next().unwrap_or(line).trim();
+                Fault::new(
+                    span.clone(),
+                    "",
+                    format!("duplicate key {key}: it is set earlier in the same table; keep one"),
+                )
+            }
             None => Fault::new(span, "", message),
         }
     }

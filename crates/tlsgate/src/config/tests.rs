@@ -552,10 +552,16 @@ fn syntax_errors_are_located() {
     assert_eq!(errors[0].position.map(|p| p.line), Some(2));
     assert_eq!(errors[0].field, "");
 
+    let errors = refused("[store]\ndir = \"certs\"\n[store]\nmax_ca_certificates = 5\n");
+    assert!(
+        errors[0].to_string().contains("duplicate table [store]"),
+        "{}",
+        errors[0]
+    );
     let errors = refused("[store]\ndir = \"certs\"\ndir = \"other\"\n");
     assert_eq!(errors[0].position.map(|p| p.line), Some(3));
     assert!(
-        errors[0].to_string().contains("duplicate key \"dir\""),
+        errors[0].to_string().contains("duplicate key dir:"),
         "{}",
         errors[0]
     );
