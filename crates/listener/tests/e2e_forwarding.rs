@@ -462,15 +462,7 @@ async fn forged_headers_are_replaced_on_a_one_way_listener() {
 async fn forged_headers_are_replaced_on_a_mutual_auth_listener() {
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
-    let mut required = listener(
-        WEB,
-        https(
-            &[WWW],
-            "tls12",
-            Some(mutual(CORP, ClientAuthMode::Required)),
-        ),
-        &[&backend],
-    );
+    let mut required = required_mutual(WEB, &[&backend]);
     required.rfc9440_client_cert = true;
     let optional = listener(
         "optional",

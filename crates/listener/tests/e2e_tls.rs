@@ -109,18 +109,7 @@ async fn mutual_auth_forwards_the_verified_client_certificate() {
     with_rfc9440.rfc9440_client_cert = true;
     let (server, addr) = start(
         &fx.store,
-        vec![
-            listener(
-                WEB,
-                https(
-                    &[WWW],
-                    "tls12",
-                    Some(mutual(CORP, ClientAuthMode::Required)),
-                ),
-                &[&backend],
-            ),
-            with_rfc9440,
-        ],
+        vec![required_mutual(WEB, &[&backend]), with_rfc9440],
     )
     .await;
     let rfc9440_addr = server.local_addr("rfc9440").await.unwrap();
@@ -193,19 +182,7 @@ async fn mutual_auth_required_refuses_missing_revoked_expired_and_foreign_certif
         .other_ca
         .client("eve", KeyKind::EcdsaP256, Validity::Normal);
     let backend = Backend::start("a").await;
-    let (server, addr) = start(
-        &fx.store,
-        vec![listener(
-            WEB,
-            https(
-                &[WWW],
-                "tls12",
-                Some(mutual(CORP, ClientAuthMode::Required)),
-            ),
-            &[&backend],
-        )],
-    )
-    .await;
+    let (server, addr) = start(&fx.store, vec![required_mutual(WEB, &[&backend])]).await;
 
     let cases = [
         ("no client certificate", None, "no client certificate"),
@@ -536,19 +513,7 @@ async fn a_v1_client_certificate_is_refused_with_a_reason_that_says_so() {
         &path("v1.pem"),
     ]);
     let backend = Backend::start("a").await;
-    let (server, _addr) = start(
-        &fx.store,
-        vec![listener(
-            WEB,
-            https(
-                &[WWW],
-                "tls12",
-                Some(mutual(CORP, ClientAuthMode::Required)),
-            ),
-            &[&backend],
-        )],
-    )
-    .await;
+    let (server, _addr) = start(&fx.store, vec![required_mutual(WEB, &[&backend])]).await;
     refused_and_counted(
         &server,
         WEB,
@@ -689,19 +654,7 @@ async fn a_client_revoked_by_a_new_crl_cannot_resume_its_session() {
     let _watcher = fx.store.watch().unwrap();
     let mut events = fx.store.subscribe();
     let backend = Backend::start("a").await;
-    let (_server, addr) = start(
-        &fx.store,
-        vec![listener(
-            WEB,
-            https(
-                &[WWW],
-                "tls12",
-                Some(mutual(CORP, ClientAuthMode::Required)),
-            ),
-            &[&backend],
-        )],
-    )
-    .await;
+    let (_server, addr) = start(&fx.store, vec![required_mutual(WEB, &[&backend])]).await;
     let alice = fx.client_cert("alice");
     let mut resuming = (*fx.client_config(Some(&alice), &[HTTP11])).clone();
     resuming.resumption = rustls::client::Resumption::in_memory_sessions(32);

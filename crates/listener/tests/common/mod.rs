@@ -178,6 +178,20 @@ pub fn listener(name: &str, protocol: Protocol, backends: &[&Backend]) -> Listen
     }
 }
 
+/// A `tls12` listener on the fixture's `www` certificate that requires a
+/// client certificate from the `corp` CA.
+pub fn required_mutual(name: &str, backends: &[&Backend]) -> ListenerConfig {
+    listener(
+        name,
+        https(
+            &[WWW],
+            "tls12",
+            Some(mutual(CORP, ClientAuthMode::Required)),
+        ),
+        backends,
+    )
+}
+
 /// Starts a server with `configs` and returns it with the first listener's address.
 pub async fn start(store: &Arc<Store>, configs: Vec<ListenerConfig>) -> (Arc<Server>, SocketAddr) {
     let first = configs.first().expect("at least one listener").name.clone();
