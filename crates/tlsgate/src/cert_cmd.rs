@@ -187,8 +187,12 @@ fn now() -> UnixTime {
     )
 }
 
-fn kind(ca: bool) -> Kind {
-    if ca { Kind::Ca } else { Kind::Server }
+fn kind(ca: bool, client: bool) -> Kind {
+    match (ca, client) {
+        (true, _) => Kind::Ca,
+        (false, true) => Kind::Client,
+        (false, false) => Kind::Server,
+    }
 }
 
 fn check(args: &CheckArgs) -> Result<u8> {
@@ -197,12 +201,7 @@ fn check(args: &CheckArgs) -> Result<u8> {
         args.key.as_deref(),
         args.password_file.as_deref(),
     )?;
-    let kind = if args.client {
-        Kind::Client
-    } else {
-        kind(args.ca)
-    };
-    let report = inputs.validate(kind, args.strict);
+    let report = inputs.validate(kind(args.ca, args.client), args.strict);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
@@ -249,13 +248,11 @@ fn report_text(name: &str, report: &Report) -> String {
     let verdict = if report.ok() { "ACCEPTED" } else { "REFUSED" };
     out.push_str(&format!("{verdict}: {name}\n"));
     if let Some(s) = report.summary() {
-        // Past notAfter there are no days left to count: the
-        // CertificateExpired error below says how long ago it expired.
-        let now = now();
-        let left = if i64::try_from(now.as_secs()).is_ok_and(|secs| secs > s.not_after) {
-            "expired".to_string()
-        } else {
-            format!("{} days left", s.days_left(now))
+        // Past notAfter (negative days) there are no days left to count:
+        // the CertificateExpired error below says how long ago it expired.
+        let left = match s.days_left(now()) {
+            days if days < 0 => "expired".to_string(),
+            days => format!("{days} days left"),
         };
         let rows = [
             ("subject", s.subject.clone()),
@@ -297,7 +294,7 @@ fn convert(args: &ConvertArgs) -> Result<u8> {
         args.key.as_deref(),
         args.password_file.as_deref(),
     )?;
-    let report = inputs.validate(kind(args.ca), false);
+    let report = inputs.validate(kind(args.ca, false), false);
     let (fatal, other): (Vec<&Error>, Vec<&Error>) = report
         .errors
         .iter()

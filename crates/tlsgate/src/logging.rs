@@ -28,12 +28,12 @@ pub fn init(format: LogFormat) {
     let result = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        // Colour only for a terminal: escape codes in a file, a pipe or
-        // `docker logs` are noise (NO_COLOR still turns it off everywhere).
+        // Colour only on a terminal (escape codes in a file, a pipe or
+        // `docker logs` are noise), and not under a non-empty NO_COLOR
+        // (no-color.org).
         (LogFormat::Text, false) => builder
             .with_ansi(
                 std::io::stderr().is_terminal()
-                    // no-color.org: only a non-empty NO_COLOR turns it off.
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             )
             .try_init(),

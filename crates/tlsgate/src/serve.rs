@@ -48,9 +48,9 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
 /// one pinned core: HTTP/2 +38 % req/s (CPU per request -29 %), HTTP/1.1
 /// +4 %, handshakes within noise (BENCHMARKS.md).
 fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = workers
-        .filter(|w| *w > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Both the flag and server.workers are 1 to MAX_WORKERS when given.
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -13,7 +13,7 @@ use tlsgate_test_pki::{KeyKind, TestPki, Validity};
 
 mod common;
 
-use common::{Proc, backend, bin, curl, need, ok_stdout, spawn};
+use common::{Proc, backend, bin, curl, need, ok_stdout, spawn, spawn_with_env};
 
 #[test]
 fn the_demo_prints_curl_commands_that_work() {
@@ -289,7 +289,12 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
 fn text_logs_to_a_pipe_have_no_colour_codes_and_workers_0_is_refused() {
     let site = Site::new(Duration::ZERO);
     let config = site.config_path();
-    let proc = spawn(&["serve", "--config", config.to_str().unwrap()]);
+    // NO_COLOR set but empty turns nothing off (no-color.org), so this
+    // fails without the terminal check whatever the caller's environment.
+    let proc = spawn_with_env(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("NO_COLOR", std::ffi::OsStr::new(""))],
+    );
     let line = proc.wait_line("serving");
     assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
     drop(proc);

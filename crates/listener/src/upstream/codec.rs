@@ -59,7 +59,8 @@ fn expects_body(method: &Method) -> bool {
 /// Writes the request line and `headers` for a backend into `out`, then
 /// the header lines in `added` (already in wire form). Framing headers
 /// are tlsgate's own (`framing`); a client's `Content-Length`,
-/// `Transfer-Encoding` and `Expect` are not passed on (tlsgate answers `Expect: 100-continue` itself by reading the body).
+/// `Transfer-Encoding` and `Expect` are not passed on (tlsgate answers
+/// `Expect: 100-continue` itself by reading the body).
 /// Several `Cookie` fields, as HTTP/2 clients send them, become one
 /// (RFC 9113 §8.2.3).
 pub(crate) fn encode_request_head(

@@ -84,6 +84,10 @@ fn generate_key(key: KeyType) -> Outcome<KeyPair> {
 }
 
 /// Runs the validator over PEM text the way `tlsgate cert check` does.
+/// What this tool makes with a key (a client certificate, a `--server` one
+/// with its SANs and serverAuth by construction, or the CA itself) is
+/// checked as [`Kind::Client`]: chain, key and validity, not the rules only
+/// a served leaf needs, which a client certificate or a CA would fail.
 fn validate(
     name: &str,
     cert: &[u8],
@@ -99,16 +103,7 @@ fn validate(
         }),
         password: password.map(str::as_bytes),
         options: Options {
-            // What this tool makes with a key is a client certificate, a
-            // `--server` one (SANs and serverAuth by construction) or the CA
-            // itself: checked for chain, key and validity, not for the rules
-            // only a served leaf needs, which a client certificate or a CA
-            // would fail.
-            kind: if kind == Kind::Server {
-                Kind::Client
-            } else {
-                kind
-            },
+            kind,
             strict: false,
             require_key: key.is_some() || password.is_some(),
             now: unix_now(),
@@ -201,7 +196,7 @@ pub(crate) fn init(args: &InitArgs) -> Outcome<()> {
         cert_pem.as_bytes(),
         Some(key_pem.as_bytes()),
         None,
-        Kind::Server,
+        Kind::Client,
     );
     accept("the new CA certificate and key", &with_key)?;
     let Some(summary) = as_ca.summary().cloned() else {
@@ -276,7 +271,7 @@ pub(crate) fn load(dir: &Path) -> Outcome<Ca> {
         &cert_bytes,
         Some(&key_bytes),
         None,
-        Kind::Server,
+        Kind::Client,
     );
     if !report.ok() {
         let findings: Vec<String> = report
@@ -477,7 +472,7 @@ pub(crate) fn issue(args: &IssueArgs) -> Outcome<()> {
         chain_pem.as_bytes(),
         Some(key_pem.as_bytes()),
         None,
-        Kind::Server,
+        Kind::Client,
     );
     accept("the new certificate", &report)?;
     print_warnings(&report);
@@ -581,7 +576,7 @@ fn pkcs12(
         &bytes,
         None,
         Some(password),
-        Kind::Server,
+        Kind::Client,
     );
     accept("the new PKCS#12 bundle", &report)?;
     Ok(bytes)

@@ -117,39 +117,30 @@ impl Fault {
     pub fn syntax(error: &toml::de::Error, text: &str) -> Self {
         let span = error.span().unwrap_or(0..0);
         let message = error.message().trim_end();
-        // The parser's "duplicate key" names no key; its span starts at the
-        // repeated key or table header, which is worth saying.
-        // The whole line: for a table header the span starts after '['.
+        // The parser's "duplicate key" names no key. Its span starts at the
+        // repeated key, or just after the '[' of a repeated table header:
+        // the line it is on says which.
         let line_start = text
             .get(..span.start)
             .and_then(|before| before.rfind('\n'))
             .map_or(0, |i| i + 1);
-        let repeated = (message == "duplicate key")
-            .then(|| text.get(line_start..)?.lines().next())
-            .flatten()
-            .map(str::trim)
-            .filter(|line| !line.is_empty());
-        match repeated {
-            Some(header) if header.starts_with('[') => {
-                let header = header.split(']').next().unwrap_or(header);
-                Fault::new(
-                    span.clone(),
-                    "",
-                    format!(
-                        "duplicate table {header}]: it appears earlier in the file; merge the two (for a list of entries write [[…]])"
-                    ),
-                )
-            }
-            Some(line) => {
-                let key = line.split('=').next().unwrap_or(line).trim();
-                Fault::new(
-                    span.clone(),
-                    "",
-                    format!("duplicate key {key}: it is set earlier in the same table; keep one"),
-                )
-            }
-            None => Fault::new(span, "", message),
-        }
+        let line = text
+            .get(line_start..)
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or("")
+            .trim();
+        let message = match line {
+            _ if message != "duplicate key" || line.is_empty() => message.to_string(),
+            header if header.starts_with('[') => format!(
+                "duplicate table {}]: it appears earlier in the file; merge the two (for a list of entries write [[…]])",
+                header.split(']').next().unwrap_or(header)
+            ),
+            key_line => format!(
+                "duplicate key {}: it is set earlier in the same table; keep one",
+                key_line.split('=').next().unwrap_or(key_line).trim()
+            ),
+        };
+        Fault::new(span, "", message)
     }
 
     /// Moves the fault into a parent: field `interval` within
