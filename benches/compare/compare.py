@@ -5,9 +5,13 @@ builds the binaries; README.md beside this file explains every figure.
 
 Design in short:
 - One proxy alive at a time, pinned to CPU 0; every load generator and the
-  backends pinned to CPU 1. The proxies take turns inside each repetition
-  (tlsgate, nginx, haproxy, then again), so slow drifts in background load
-  spread over all of them instead of landing on one.
+  backends pinned to CPU 1.
+- Test by test, the proxies take turns: each repetition of a test runs
+  every proxy once, back to back, in an order rotated from one repetition
+  to the next, on a proxy started fresh for that one test. So the runs
+  that a ratio compares lie seconds apart, not minutes: this VM's speed
+  drifts by 20-30 % over minutes, and with whole rounds of all tests per
+  proxy that drift decided the closer ratios.
 - Every figure is the median of the repetitions. Next to it the harness
   records which core ran out: the proxy's (its CPU-seconds over the wall
   time) or the load generator's (CPU 1 busy time from /proc/stat).
@@ -857,8 +861,8 @@ def test_1m(c: Ctx) -> None:
     c.results.raw.append({"proxy": c.name, "test": "1m", **res, "window": w.__dict__})
 
 
-# In this order: idle RSS first, while the proxy has seen only the warm-up,
-# so that its "before" is not inflated by allocator caches of heavier tests.
+# Run in this order, each on a proxy that has seen only the warm-up (so the
+# idle test's "before" is not inflated by allocator caches of heavier tests).
 TESTS = {
     "idle": test_idle,
     "h1": test_h1,
@@ -870,7 +874,8 @@ TESTS = {
 }
 
 
-def measure_proxy(env: Env, name: str, results: Results, opts, first: bool) -> None:
+def measure_proxy(env: Env, name: str, test: str, results: Results, opts, first: bool) -> None:
+    """One turn: starts the proxy, warms it up, runs one test, stops it."""
     port, mport = PORTS["PORT"], PORTS["MTLS_PORT"]
     for p in (port, mport):
         if not wait_port_free(p):
@@ -886,15 +891,14 @@ def measure_proxy(env: Env, name: str, results: Results, opts, first: bool) -> N
         # Warm-up: lazily built state (TLS configs, backend pools, page
         # cache) is there before anything is measured.
         run_wrk(ctx.url, 10, 1)
-        for test in opts.tests:
-            if proc.poll() is not None:
-                raise RuntimeError(f"exited with code {proc.returncode} during the tests")
-            wait_for_quiet(opts)
-            try:
-                TESTS[test](ctx)
-            except (RuntimeError, ValueError, KeyError, json.JSONDecodeError,
-                    subprocess.SubprocessError, OSError) as err:
-                results.note(f"{name} {test}: {err}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode} during the warm-up")
+        wait_for_quiet(opts)
+        try:
+            TESTS[test](ctx)
+        except (RuntimeError, ValueError, KeyError, json.JSONDecodeError,
+                subprocess.SubprocessError, OSError) as err:
+            results.note(f"{name} {test}: {err}")
     finally:
         env.procs.stop(proc)
         if proc.returncode not in (0, -signal.SIGTERM, 143):
@@ -1243,17 +1247,22 @@ def main() -> int:
                 raise SystemExit(f"backend nginx did not start: {(work / 'backend.log').read_text()}"
                                  f"{(backend / 'error.log').read_text() if (backend / 'error.log').exists() else ''}")
             time.sleep(0.1)
-        for rep in range(opts.repeat):
-            for name in opts.proxies:
-                log(f"repetition {rep + 1}/{opts.repeat}: {name}")
-                try:
-                    measure_proxy(env, name, results, opts, first=(rep == 0))
-                except (RuntimeError, subprocess.SubprocessError, OSError) as err:
-                    results.note(f"{name} (repetition {rep + 1}): {err}")
-                    tail = (work / f"{name}.log")
-                    if tail.exists():
-                        for line in tail.read_text(errors="replace").splitlines()[-5:]:
-                            log(f"  {name}.log: {line}")
+        checked: set[str] = set()
+        for test in opts.tests:
+            for rep in range(opts.repeat):
+                # Rotated, so that no proxy always runs first or last.
+                shift = rep % len(opts.proxies)
+                for name in opts.proxies[shift:] + opts.proxies[:shift]:
+                    log(f"{test}, repetition {rep + 1}/{opts.repeat}: {name}")
+                    try:
+                        measure_proxy(env, name, test, results, opts, first=name not in checked)
+                        checked.add(name)
+                    except (RuntimeError, subprocess.SubprocessError, OSError) as err:
+                        results.note(f"{name} ({test}, repetition {rep + 1}): {err}")
+                        tail = (work / f"{name}.log")
+                        if tail.exists():
+                            for line in tail.read_text(errors="replace").splitlines()[-5:]:
+                                log(f"  {name}.log: {line}")
         text = report(results, opts, opts.proxies, started, versions)
         text += f"\nHarness wall time: {(time.monotonic() - t0) / 60:.1f} min.\n"
         print(text)
