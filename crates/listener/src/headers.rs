@@ -238,6 +238,27 @@ fn remove_present<const N: usize>(
     }
 }
 
+/// The `Upgrade` header of a request that asks to switch protocols and
+/// that tlsgate passes on to the backend (WebSocket, mostly; tunnel.rs):
+/// HTTP/1.1 (HTTP/2 has no `Upgrade`), `Connection: upgrade`, no request
+/// body (the switch happens right after the head), and not `h2c`, which
+/// would ask the backend for HTTP/2 in clear text on a connection tlsgate
+/// terminated. Anything else with an `Upgrade` is forwarded as an
+/// ordinary request, without it.
+pub(crate) fn upgrade_requested(
+    version: http::Version,
+    headers: &HeaderMap,
+    body_ended: bool,
+) -> Option<HeaderValue> {
+    if version != http::Version::HTTP_11 || !body_ended {
+        return None;
+    }
+    let upgrade = headers.get(header::UPGRADE)?;
+    let asked = tokens(headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    let h2c = list_elements(upgrade.as_bytes()).any(|p| p.eq_ignore_ascii_case(b"h2c"));
+    (asked && !h2c && !upgrade.is_empty()).then(|| upgrade.clone())
+}
+
 /// Is `name` one of the hop-by-hop headers every message has removed?
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
@@ -327,6 +348,47 @@ pub(crate) fn header_bytes(method: &http::Method, uri: &http::Uri, headers: &Hea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_bodiless_http11_upgrade_with_connection_upgrade_is_passed_on() {
+        let map = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            headers
+        };
+        let v11 = http::Version::HTTP_11;
+        let websocket = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(
+            upgrade_requested(v11, &websocket, true).unwrap(),
+            "websocket"
+        );
+        // Two Connection fields count as one list.
+        let split = map(&[
+            ("connection", "keep-alive"),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(upgrade_requested(v11, &split, true).is_some());
+        assert!(upgrade_requested(http::Version::HTTP_10, &websocket, true).is_none());
+        assert!(upgrade_requested(v11, &websocket, false).is_none());
+        let unasked = map(&[("connection", "keep-alive"), ("upgrade", "websocket")]);
+        assert!(upgrade_requested(v11, &unasked, true).is_none());
+        let no_upgrade = map(&[("connection", "upgrade")]);
+        assert!(upgrade_requested(v11, &no_upgrade, true).is_none());
+        let h2c = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(upgrade_requested(v11, &h2c, true).is_none());
+    }
 
     fn facts(trusted: bool, client_cert: ClientCert) -> ConnectionFacts {
         let client = "192.0.2.7:51000".parse().unwrap();

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::stats::ListenerStats;
+use crate::tunnel::{Tunnel, TunnelEnd, TunnelSlot};
 
 /// How often an active connection looks whether it has been quiet (no
 /// bytes either way, no request in flight) since the last look; it parks
@@ -37,10 +38,13 @@ pub(crate) const PARK_AFTER: Duration = Duration::from_millis(500);
 
 /// Counts requests between the service being called and its response
 /// being produced; the response body's streaming shows up as traffic.
+/// Also holds the tunnel a 101 response opened, for the connection to
+/// take up after hyper has written the 101.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     now: AtomicUsize,
     started: AtomicU64,
+    tunnel: TunnelSlot,
 }
 
 impl InFlight {
@@ -63,6 +67,14 @@ impl InFlight {
 /// See [`InFlight::enter`].
 #[derive(Debug)]
 pub(crate) struct InFlightGuard(Arc<InFlight>);
+
+impl InFlightGuard {
+    /// This request's response is a 101: once it is written, the client
+    /// connection becomes `tunnel` (HTTP/1.1 only).
+    pub(crate) fn switch_to(&self, tunnel: Tunnel) {
+        self.0.tunnel.put(tunnel);
+    }
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -256,6 +268,24 @@ where
                     seen = activity.events.load(Ordering::Relaxed);
                 }
             }
+        }
+        if let Some(tunnel) = in_flight.tunnel.take() {
+            // The request before was answered with a 101, which hyper has
+            // written and then stopped, leaving the socket open: the
+            // connection is the tunnel's from here, with whatever the
+            // client sent behind its request.
+            let parts = (*connection).into_parts();
+            io = parts.io.into_inner();
+            io.replay = parts.read_buf;
+            let moved = || activity.events.load(Ordering::Relaxed);
+            match tunnel.run(&mut io, moved).await {
+                Ok(TunnelEnd::Closed) => {}
+                Ok(TunnelEnd::Idle) => close(&mut io).await,
+                Err(err) => {
+                    tracing::debug!(error = %err, "tunnel ended with an error");
+                }
+            }
+            return Ok(());
         }
         let Some(started_before) = parking else {
             // hyper ended on its own (the client closed or asked to, or

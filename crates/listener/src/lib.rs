@@ -21,6 +21,7 @@ mod server;
 mod stats;
 mod tls;
 mod tls_stream;
+mod tunnel;
 mod upstream;
 
 pub use backend::{Backend, BackendPool, Lease};

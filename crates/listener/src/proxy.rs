@@ -14,8 +14,10 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::headers::{self, ConnectionFacts};
+use crate::keepalive::InFlightGuard;
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
+use crate::tunnel::Tunnel;
 use crate::upstream::{BackendBody, SendError};
 use crate::{Lease, ListenerConfig};
 
@@ -108,14 +110,16 @@ fn discard_h2_body(version: http::Version, body: Incoming) {
     });
 }
 
-/// Handles one request from a client connection.
+/// Handles one request from a client connection. `connection`: where a
+/// 101 leaves the tunnel it opened.
 pub(crate) async fn handle(
     request: Request<Incoming>,
     runtime: Arc<Runtime>,
     facts: Arc<ConnectionFacts>,
     stats: Arc<ListenerStats>,
+    connection: &InFlightGuard,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let response = forward(request, &runtime, &facts).await;
+    let response = forward(request, &runtime, &facts, connection).await;
     stats.count_request(response.status());
     Ok(response)
 }
@@ -124,6 +128,7 @@ async fn forward(
     request: Request<Incoming>,
     runtime: &Runtime,
     facts: &ConnectionFacts,
+    connection: &InFlightGuard,
 ) -> Response<ProxyBody> {
     let config: &ListenerConfig = &runtime.config;
     let (mut parts, body) = request.into_parts();
@@ -153,7 +158,16 @@ async fn forward(
             }
         }
     }
-    let added = headers::rewrite_request(&mut parts.headers, facts);
+    let upgrade = headers::upgrade_requested(parts.version, &parts.headers, body.is_end_stream());
+    let mut added = headers::rewrite_request(&mut parts.headers, facts);
+    if let Some(protocols) = &upgrade {
+        // Hop-by-hop, so removed above with the rest; put back for the one
+        // hop that switches (tunnel.rs).
+        let lines = added.to_mut();
+        lines.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        lines.extend_from_slice(protocols.as_bytes());
+        lines.extend_from_slice(b"\r\n");
+    }
     // The backend client writes the request line itself (origin form,
     // HTTP/1.1) and frames the body per hop: neither the URI, the version
     // nor Transfer-Encoding needs rewriting here.
@@ -187,9 +201,13 @@ async fn forward(
                     config.timeouts.request,
                     request,
                     &added,
+                    upgrade.is_some(),
                 )
                 .await
             {
+                Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    return switch(response, lease, config, connection);
+                }
                 Ok(response) => return backend_response(response, lease),
                 Err(SendError::NotSent(reason, unsent)) => {
                     // Nothing was sent: safe to try another backend, whatever the method.
@@ -215,6 +233,33 @@ async fn forward(
             "the backend did not answer in time (timeouts.request)",
         ),
     }
+}
+
+/// A backend's 101: the client gets it (with `Upgrade` and `Connection:
+/// upgrade`), and its connection the backend connection as a tunnel.
+fn switch(
+    response: Response<BackendBody>,
+    lease: Lease,
+    config: &ListenerConfig,
+    connection: &InFlightGuard,
+) -> Response<ProxyBody> {
+    let (parts, body) = response.into_parts();
+    let Some((backend, early)) = body.into_tunnel() else {
+        return local_response(
+            StatusCode::BAD_GATEWAY,
+            "the backend switched protocols but its connection could not be handed over",
+        );
+    };
+    connection.switch_to(Tunnel::new(
+        backend,
+        early,
+        lease,
+        config.timeouts.tunnel_idle,
+    ));
+    let body = http_body_util::Empty::new()
+        .map_err(|never: Infallible| -> BodyError { match never {} })
+        .boxed();
+    Response::from_parts(parts, body)
 }
 
 /// The backend's response for the client. Its hop-by-hop headers

@@ -541,7 +541,7 @@ async fn serve<IO>(
             // future (~2.5 KiB) is made inside the box, on the first poll:
             // made out here and moved in, it was copied twice per request.
             Box::pin(async move {
-                let response = proxy::handle(request, runtime, facts, stats).await;
+                let response = proxy::handle(request, runtime, facts, stats, &started).await;
                 drop(started);
                 response
             })

@@ -281,13 +281,17 @@ impl Upstream {
     /// request's own (tlsgate's forwarded headers).
     /// `request_timeout` (`timeouts.request`) bounds sending the rest of a
     /// body the backend answered early, and each wait for the next byte of
-    /// the response body.
+    /// the response body. `upgrading`: the request asks the backend to
+    /// switch protocols (its `Upgrade` and `Connection: upgrade` are among
+    /// `added`); a 101 then makes the connection the response body's
+    /// [`tunnel`](BackendBody::into_tunnel), never pooled again.
     pub(crate) async fn send<B>(
         self: &Arc<Self>,
         connect_timeout: Duration,
         request_timeout: Duration,
         request: Request<B>,
         added: &[u8],
+        upgrading: bool,
     ) -> Result<Response<BackendBody>, SendError<B>>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -337,6 +341,7 @@ impl Upstream {
                 &mut sent_body,
                 framing,
                 &parts.method,
+                upgrading,
                 request_timeout,
             )
             .await;
@@ -388,6 +393,7 @@ async fn exchange<B>(
     body: &mut Option<B>,
     framing: RequestFraming,
     method: &Method,
+    upgrading: bool,
     send_timeout: Duration,
 ) -> Result<(codec::ResponseHead, bool), Failure>
 where
@@ -411,7 +417,7 @@ where
     let mut write_failure = None;
     let mut scanned = 0;
     loop {
-        match codec::parse_response_head(&conn.buf, method, &mut scanned) {
+        match codec::parse_response_head(&conn.buf, method, upgrading, &mut scanned) {
             Ok(Parsed::Complete(response, length)) => {
                 conn.buf.advance(length);
                 if let Some(rest) = sending {
@@ -560,6 +566,9 @@ enum BodyState {
     },
     /// Ended.
     Done,
+    /// None: the backend switched protocols (101); the connection is the
+    /// tunnel's.
+    Switched(BackendConn),
 }
 
 /// How long a response body may wait for its next byte from the backend
@@ -642,6 +651,11 @@ impl BackendBody {
             ResponseFraming::Length(length) => Reading::Length(length),
             ResponseFraming::Chunked => Reading::Chunked(ChunkedDecoder::default()),
             ResponseFraming::UntilClose => Reading::UntilClose,
+            ResponseFraming::Switched => {
+                return BackendBody {
+                    state: BodyState::Switched(conn),
+                };
+            }
         };
         BackendBody {
             state: BodyState::Reading {
@@ -651,6 +665,18 @@ impl BackendBody {
                 silence: Silence::new(read_timeout),
             },
         }
+    }
+
+    /// The backend connection of a 101 response, and what the backend sent
+    /// right behind the 101, for a tunnel; `None` for any other response.
+    pub(crate) fn into_tunnel(self) -> Option<(TcpStream, BytesMut)> {
+        let BodyState::Switched(conn) = self.state else {
+            return None;
+        };
+        // Shared only with a task still sending a request body, and an
+        // upgrade is only forwarded for a request without one.
+        let stream = Arc::try_unwrap(conn.stream).ok()?;
+        Some((stream, conn.buf))
     }
 
     /// Ends the body: the connection goes back to the pool.
@@ -687,7 +713,7 @@ impl Body for BackendBody {
                 BodyState::Whole(body) => {
                     return Poll::Ready(body.take().map(|b| Ok(Frame::data(b))));
                 }
-                BodyState::Done => return Poll::Ready(None),
+                BodyState::Done | BodyState::Switched(_) => return Poll::Ready(None),
                 BodyState::Reading {
                     conn,
                     framing,
@@ -769,14 +795,16 @@ impl Body for BackendBody {
         match &self.state {
             BodyState::Whole(body) => body.is_none(),
             BodyState::Reading { .. } => false,
-            BodyState::Done => true,
+            BodyState::Done | BodyState::Switched(_) => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             BodyState::Whole(Some(body)) => SizeHint::with_exact(body.len() as u64),
-            BodyState::Whole(None) | BodyState::Done => SizeHint::with_exact(0),
+            BodyState::Whole(None) | BodyState::Done | BodyState::Switched(_) => {
+                SizeHint::with_exact(0)
+            }
             BodyState::Reading {
                 framing: Reading::Length(left),
                 ..

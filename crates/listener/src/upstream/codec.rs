@@ -128,6 +128,10 @@ pub(crate) enum ResponseFraming {
     Chunked,
     /// Everything until the backend closes the connection.
     UntilClose,
+    /// None: the backend switched the connection to the protocol the
+    /// request asked to upgrade to (101). What follows the head is that
+    /// protocol's, carried as bytes both ways.
+    Switched,
 }
 
 /// A backend's response head, ready to forward.
@@ -182,6 +186,10 @@ fn has_head_end(buf: &[u8], from: usize) -> bool {
 /// Parses a response head from the start of `buf`, for a request sent
 /// with `method`. Errors say what was wrong, for the log line.
 ///
+/// `upgrading`: the request asked to switch protocols (`Upgrade`), so a
+/// 101 is its answer; it keeps its `Upgrade` header and comes with
+/// `Connection: upgrade`, ready for the client. Otherwise a 101 is an error.
+///
 /// `scanned` carries what earlier calls on the same head learnt: start it
 /// at 0, and at 0 again after consuming bytes. Once a head has come up
 /// short, later calls look only through the bytes added since for its
@@ -191,6 +199,7 @@ fn has_head_end(buf: &[u8], from: usize) -> bool {
 pub(crate) fn parse_response_head(
     buf: &[u8],
     method: &Method,
+    upgrading: bool,
     scanned: &mut usize,
 ) -> Result<Parsed, String> {
     if *scanned > 0 && !has_head_end(buf, *scanned) {
@@ -221,10 +230,11 @@ pub(crate) fn parse_response_head(
     };
     let code = response.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switched && !upgrading {
         return Err("the backend switched protocols (101) without being asked to".into());
     }
-    if status.is_informational() {
+    if status.is_informational() && !switched {
         return Ok(Parsed::Interim(length));
     }
     let version = if response.version == Some(0) {
@@ -263,7 +273,7 @@ pub(crate) fn parse_response_head(
             }
             continue;
         }
-        if is_hop_by_hop(&name) {
+        if is_hop_by_hop(&name) && !(switched && name == header::UPGRADE) {
             continue;
         }
         // httparse's value is a slice of `buf`: the same bytes in `head`.
@@ -273,7 +283,17 @@ pub(crate) fn parse_response_head(
         headers.append(name, value);
     }
     let mut keep_alive = version == Version::HTTP_11 && !close;
-    let framing = if *method == Method::HEAD
+    let framing = if switched {
+        if !headers.contains_key(header::UPGRADE) {
+            return Err(
+                "the backend switched protocols (101) without saying to which (no Upgrade header)"
+                    .into(),
+            );
+        }
+        named.retain(|name| name != header::UPGRADE);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        ResponseFraming::Switched
+    } else if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
@@ -300,7 +320,10 @@ pub(crate) fn parse_response_head(
     for name in &named {
         headers.remove(name);
     }
-    if framing == ResponseFraming::UntilClose {
+    if matches!(
+        framing,
+        ResponseFraming::UntilClose | ResponseFraming::Switched
+    ) {
         keep_alive = false;
     }
     // The response keeps the default version, HTTP/1.1: a proxy answers in

@@ -174,7 +174,13 @@ where
     B::Error: std::fmt::Display + Send,
 {
     upstream
-        .send(Duration::from_secs(5), Duration::from_secs(5), request, b"")
+        .send(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            request,
+            b"",
+            false,
+        )
         .await
 }
 
@@ -425,7 +431,13 @@ async fn a_refused_connect_hands_the_request_back_unsent() {
         .body(Full::new(Bytes::from_static(b"body")))
         .unwrap();
     match upstream
-        .send(Duration::from_secs(5), Duration::from_secs(5), post, b"")
+        .send(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            post,
+            b"",
+            false,
+        )
         .await
     {
         Err(SendError::NotSent(reason, request)) => {
@@ -630,7 +642,7 @@ async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
     let upstream = pool(&backend);
     let limit = Duration::from_millis(300);
     let response = upstream
-        .send(limit, limit, get("/stalls"), b"")
+        .send(limit, limit, get("/stalls"), b"", false)
         .await
         .unwrap();
     let started = Instant::now();
@@ -645,7 +657,7 @@ async fn a_body_the_backend_stops_sending_fails_after_the_request_timeout() {
     // silent for it (generous, for a loaded CI machine).
     let limit = Duration::from_millis(450);
     let response = upstream
-        .send(limit, limit, get("/trickles"), b"")
+        .send(limit, limit, get("/trickles"), b"", false)
         .await
         .unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"slowly");
@@ -680,7 +692,13 @@ async fn a_post_whose_head_could_not_be_written_goes_again_with_its_body() {
     // tlsgate's own header lines go with the head that goes again, once.
     let added = b"x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\n";
     let response = upstream
-        .send(Duration::from_secs(5), Duration::from_secs(5), post, added)
+        .send(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            post,
+            added,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");

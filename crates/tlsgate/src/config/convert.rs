@@ -369,6 +369,7 @@ impl TryFrom<FileTimeouts> for Timeouts {
                 true,
                 defaults.shutdown_drain,
             ),
+            tunnel_idle: timeout(&raw.tunnel_idle, "tunnel_idle", false, defaults.tunnel_idle),
         };
         faults.finish(timeouts)
     }

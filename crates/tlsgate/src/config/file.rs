@@ -116,6 +116,7 @@ pub(super) struct FileTimeouts {
     pub backend_connect: Option<Spanned<String>>,
     pub request: Option<Spanned<String>>,
     pub shutdown_drain: Option<Spanned<String>>,
+    pub tunnel_idle: Option<Spanned<String>>,
 }
 
 /// `[listener.limits]`.

@@ -131,6 +131,7 @@ client_idle = "20s"
 backend_connect = "500ms"
 request = "2m"
 shutdown_drain = "1h"
+tunnel_idle = "90s"
 
 [listener.limits]
 max_header_bytes = 8192
@@ -221,6 +222,7 @@ address = "127.0.0.1:8081"
             backend_connect: Duration::from_millis(500),
             request: Duration::from_secs(120),
             shutdown_drain: Duration::from_secs(3600),
+            tunnel_idle: Duration::from_secs(90),
         }
     );
     assert_eq!(

@@ -14,14 +14,14 @@ fn head(method: Method, headers: &[(&str, &str)], framing: RequestFraming) -> St
 }
 
 fn complete(bytes: &str, method: &Method) -> (ResponseHead, usize) {
-    match parse_response_head(bytes.as_bytes(), method, &mut 0) {
+    match parse_response_head(bytes.as_bytes(), method, false, &mut 0) {
         Ok(Parsed::Complete(head, length)) => (head, length),
         other => panic!("expected a complete head for {bytes:?}, got {other:?}"),
     }
 }
 
 fn error(bytes: &[u8]) -> String {
-    match parse_response_head(bytes, &Method::GET, &mut 0) {
+    match parse_response_head(bytes, &Method::GET, false, &mut 0) {
         Err(reason) => reason,
         other => panic!("expected an error for {bytes:?}, got {other:?}"),
     }
@@ -117,7 +117,7 @@ fn a_head_is_partial_until_its_empty_line() {
     for cut in 0..full.len() - 2 {
         assert!(
             matches!(
-                parse_response_head(&full.as_bytes()[..cut], &Method::GET, &mut 0),
+                parse_response_head(&full.as_bytes()[..cut], &Method::GET, false, &mut 0),
                 Ok(Parsed::Partial)
             ),
             "cut at {cut}"
@@ -143,7 +143,7 @@ fn a_head_arriving_a_byte_at_a_time_is_parsed_once_it_ends() {
         for cut in 1..end {
             assert!(
                 matches!(
-                    parse_response_head(&full.as_bytes()[..cut], &Method::GET, &mut scanned),
+                    parse_response_head(&full.as_bytes()[..cut], &Method::GET, false, &mut scanned),
                     Ok(Parsed::Partial)
                 ),
                 "{full:?} cut at {cut}"
@@ -153,7 +153,7 @@ fn a_head_arriving_a_byte_at_a_time_is_parsed_once_it_ends() {
                 "past the first piece, only new bytes are looked at"
             );
         }
-        match parse_response_head(&full.as_bytes()[..end], &Method::GET, &mut scanned) {
+        match parse_response_head(&full.as_bytes()[..end], &Method::GET, false, &mut scanned) {
             Ok(Parsed::Complete(head, length)) => {
                 assert_eq!(length, end);
                 assert_eq!(head.framing, ResponseFraming::Length(2));
@@ -165,11 +165,11 @@ fn a_head_arriving_a_byte_at_a_time_is_parsed_once_it_ends() {
     let mut scanned = 0;
     let mut huge = b"HTTP/1.1 200 OK\r\nx: ".to_vec();
     assert!(matches!(
-        parse_response_head(&huge, &Method::GET, &mut scanned),
+        parse_response_head(&huge, &Method::GET, false, &mut scanned),
         Ok(Parsed::Partial)
     ));
     huge.resize(MAX_RESPONSE_HEAD + 10, b'a');
-    let Err(err) = parse_response_head(&huge, &Method::GET, &mut scanned) else {
+    let Err(err) = parse_response_head(&huge, &Method::GET, false, &mut scanned) else {
         panic!("over the limit, yet not an error");
     };
     assert!(err.contains("64 KiB"), "{err}");
@@ -264,7 +264,7 @@ fn repeated_content_lengths_must_agree() {
 #[test]
 fn interim_responses_are_skipped_but_101_is_refused() {
     let bytes = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
-    match parse_response_head(bytes, &Method::POST, &mut 0) {
+    match parse_response_head(bytes, &Method::POST, false, &mut 0) {
         Ok(Parsed::Interim(length)) => assert_eq!(length, 25),
         other => panic!("{other:?}"),
     }
@@ -383,8 +383,59 @@ fn hop_by_hop_headers_stay_with_the_backend_hop() {
 #[test]
 fn connection_tokens_are_read_from_values_with_non_ascii_bytes() {
     let bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close, \x80x\r\n\r\n";
-    match parse_response_head(bytes, &Method::GET, &mut 0) {
+    match parse_response_head(bytes, &Method::GET, false, &mut 0) {
         Ok(Parsed::Complete(head, _)) => assert!(!head.keep_alive),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_101_answers_an_upgrade_with_its_upgrade_header_for_the_client() {
+    let bytes = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nKeep-Alive: timeout=5\r\n\r\n\x01\x02hi";
+    let Ok(Parsed::Complete(head, length)) =
+        parse_response_head(bytes.as_bytes(), &Method::GET, true, &mut 0)
+    else {
+        panic!("expected a complete head");
+    };
+    assert_eq!(head.parts.status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(head.framing, ResponseFraming::Switched);
+    assert!(!head.keep_alive);
+    // The protocol's first bytes are not part of the head.
+    assert_eq!(&bytes.as_bytes()[length..], b"\x01\x02hi");
+    let headers = &head.parts.headers;
+    assert_eq!(headers["upgrade"], "websocket");
+    assert_eq!(headers["connection"], "upgrade");
+    assert_eq!(
+        headers["sec-websocket-accept"],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    assert!(!headers.contains_key("keep-alive"), "{headers:?}");
+}
+
+#[test]
+fn a_101_without_upgrade_or_unasked_is_an_error_and_other_1xx_still_skip() {
+    let Err(reason) = parse_response_head(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n",
+        &Method::GET,
+        true,
+        &mut 0,
+    ) else {
+        panic!("a 101 without Upgrade must be refused");
+    };
+    assert!(reason.contains("no Upgrade header"), "{reason}");
+    assert!(matches!(
+        parse_response_head(b"HTTP/1.1 100 Continue\r\n\r\n", &Method::GET, true, &mut 0),
+        Ok(Parsed::Interim(25))
+    ));
+    // An upgrade the backend declines is an ordinary response.
+    let Ok(Parsed::Complete(head, _)) = parse_response_head(
+        b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nUpgrade: websocket\r\n\r\n",
+        &Method::GET,
+        true,
+        &mut 0,
+    ) else {
+        panic!("expected a complete head");
+    };
+    assert_eq!(head.framing, ResponseFraming::Length(0));
+    assert!(!head.parts.headers.contains_key("upgrade"));
 }

@@ -1,0 +1,269 @@
+//! End to end, WebSocket and other HTTP/1.1 upgrades through a listener:
+//! the upgrade request reaches the backend with its `Upgrade`, the
+//! backend's 101 reaches the client, and then bytes go both ways unchanged
+//! until either side closes or the tunnel has been idle for
+//! `timeouts.tunnel_idle`. A declined upgrade is an ordinary response.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tlsgate_listener::{BackendConfig, ListenerConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+const HTTP11: &[u8] = b"http/1.1";
+
+/// What the test backend first sends through a tunnel, in the same write
+/// as its 101: the client must get it although it arrived with the head.
+const GREETING: &[u8] = b"hello from the backend";
+
+const UPGRADE_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// What the backend saw: each request head, and "closed" when a tunnel's
+/// client side ended.
+type Seen = mpsc::UnboundedReceiver<String>;
+
+/// Reads one head (up to the empty line) byte by byte, so nothing after it
+/// is consumed. `None` at the end of the stream.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
+/// A backend that accepts WebSocket upgrades (`accept`: otherwise it
+/// answers 426) and then echoes what it reads; other requests get 200 and
+/// keep-alive.
+async fn websocket_backend(accept: bool) -> (String, Seen) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap().to_string();
+    let (seen, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = socket.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut stream).await {
+                    let _ = seen.send(head.clone());
+                    if !head.contains("upgrade: websocket") {
+                        stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    if !accept {
+                        stream
+                            .write_all(b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Length: 4\r\n\r\nnope")
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    let mut answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n".to_vec();
+                    answer.extend_from_slice(GREETING);
+                    stream.write_all(&answer).await.unwrap();
+                    let (mut from, mut to) = stream.split();
+                    let _ = tokio::io::copy(&mut from, &mut to).await;
+                    let _ = seen.send("closed".into());
+                    return;
+                }
+            });
+        }
+    });
+    (address, rx)
+}
+
+fn listener_to(address: String, tunnel_idle: Option<Duration>) -> ListenerConfig {
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
+    config.backends = vec![BackendConfig {
+        address,
+        weight: 100,
+    }];
+    if let Some(idle) = tunnel_idle {
+        config.timeouts.tunnel_idle = idle;
+    }
+    config
+}
+
+/// Reads the response head, and returns it with the bytes that came after it.
+async fn response_head<S: AsyncRead + Unpin>(tls: &mut S) -> (String, Vec<u8>) {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = got.split_off(end + 4);
+            return (String::from_utf8_lossy(&got).to_ascii_lowercase(), rest);
+        }
+        let n = within("the response head", STEP, tls.read(&mut chunk))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed before a whole head: {got:?}");
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads exactly `len` bytes.
+async fn read_exactly<S: AsyncRead + Unpin>(tls: &mut S, len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    within("tunnel bytes", STEP, tls.read_exact(&mut data))
+        .await
+        .unwrap();
+    data
+}
+
+async fn send<S: AsyncWrite + Unpin>(tls: &mut S, data: &[u8]) {
+    tls.write_all(data).await.unwrap();
+    tls.flush().await.unwrap();
+}
+
+async fn next(seen: &mut Seen) -> String {
+    within("the backend", STEP, seen.recv()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
+    let fx = Fixture::new();
+    let (backend, mut seen) = websocket_backend(true).await;
+    let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    send(&mut tls, UPGRADE_REQUEST).await;
+
+    // The backend gets the upgrade, with tlsgate's forwarded headers.
+    let request = next(&mut seen).await;
+    assert!(request.starts_with("get /chat http/1.1\r\n"), "{request}");
+    for line in [
+        "connection: upgrade\r\n",
+        "upgrade: websocket\r\n",
+        "sec-websocket-key: dghlihnhbxbszsbub25jzq==\r\n",
+        "sec-websocket-version: 13\r\n",
+        "x-forwarded-for: 127.0.0.1\r\n",
+        "x-forwarded-proto: https\r\n",
+    ] {
+        assert!(request.contains(line), "{line:?} missing in {request}");
+    }
+    assert!(!request.contains("keep-alive"), "{request}");
+
+    // The client gets the 101, and the backend's first bytes behind it.
+    let (head, mut early) = response_head(&mut tls).await;
+    assert!(
+        head.starts_with("http/1.1 101 switching protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    if early.len() < GREETING.len() {
+        let more = read_exactly(&mut tls, GREETING.len() - early.len()).await;
+        early.extend_from_slice(&more);
+    }
+    assert_eq!(early, GREETING);
+
+    // Both ways, small and large, unchanged.
+    send(&mut tls, b"ping").await;
+    assert_eq!(read_exactly(&mut tls, 4).await, b"ping");
+    let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let (sent, echoed) = tokio::join!(send(&mut writer, &large), async {
+        read_exactly(&mut reader, large.len()).await
+    });
+    let () = sent;
+    assert!(echoed == large, "the large message came back changed");
+
+    // The client closes: the backend sees the end, and the client's side
+    // ends cleanly (close_notify, not a cut connection).
+    let mut tls = reader.unsplit(writer);
+    tls.shutdown().await.unwrap();
+    assert_eq!(next(&mut seen).await, "closed");
+    let mut rest = Vec::new();
+    within("the end of the tunnel", STEP, tls.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel ends with close_notify");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
+    let fx = Fixture::new();
+    let (backend, mut seen) = websocket_backend(false).await;
+    let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    send(&mut tls, UPGRADE_REQUEST).await;
+    assert!(next(&mut seen).await.contains("upgrade: websocket"));
+    let (head, body) = response_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 426 "), "{head}");
+    // Hop-by-hop: not passed on outside a switch.
+    assert!(!head.contains("\r\nupgrade:"), "{head}");
+    assert_eq!(body, b"nope");
+    // The connection goes on as HTTP.
+    send(&mut tls, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(!next(&mut seen).await.contains("upgrade"));
+    let (head, body) = response_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, b"ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_or_one_without_connection_upgrade_is_not_passed_on() {
+    let fx = Fixture::new();
+    let (backend, mut seen) = websocket_backend(true).await;
+    let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"[..],
+        &b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\r\n"[..],
+    ] {
+        send(&mut tls, request).await;
+        let forwarded = next(&mut seen).await;
+        assert!(!forwarded.contains("upgrade"), "{forwarded}");
+        assert!(!forwarded.contains("http2-settings"), "{forwarded}");
+        let (head, body) = response_head(&mut tls).await;
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        assert_eq!(body, b"ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_stays_open_while_used_and_closes_after_tunnel_idle() {
+    let fx = Fixture::new();
+    let (backend, mut seen) = websocket_backend(true).await;
+    let idle = Duration::from_millis(400);
+    let (_server, addr) = start(&fx.store, vec![listener_to(backend, Some(idle))]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    send(&mut tls, UPGRADE_REQUEST).await;
+    next(&mut seen).await;
+    let (head, mut early) = response_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    if early.len() < GREETING.len() {
+        early.extend(read_exactly(&mut tls, GREETING.len() - early.len()).await);
+    }
+    // Traffic every 150 ms for three times the idle limit: the pauses are
+    // the scenario (a chat that stays busy), not a synchronisation.
+    for i in 0..8u8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        send(&mut tls, &[i]).await;
+        assert_eq!(read_exactly(&mut tls, 1).await, [i], "message {i}");
+    }
+    // Then silence: tlsgate closes both sides.
+    let mut rest = Vec::new();
+    within("the idle tunnel's end", STEP, tls.read_to_end(&mut rest))
+        .await
+        .expect("closed with close_notify");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(next(&mut seen).await, "closed");
+}
