@@ -163,7 +163,7 @@ pub struct Timeouts {
     /// How long shutdown waits for in-flight requests (default 30 s).
     pub shutdown_drain: Duration,
     /// A switched connection (WebSocket) carrying nothing either way
-    /// (default 1 h; then it is closed).
+    /// (default 10 min; then it is closed).
     pub tunnel_idle: Duration,
 }
 
@@ -175,7 +175,7 @@ impl Default for Timeouts {
             backend_connect: Duration::from_secs(5),
             request: Duration::from_secs(60),
             shutdown_drain: Duration::from_secs(30),
-            tunnel_idle: Duration::from_secs(3600),
+            tunnel_idle: Duration::from_secs(600),
         }
     }
 }

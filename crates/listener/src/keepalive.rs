@@ -94,6 +94,8 @@ struct Activity {
     /// A write or flush is waiting for the client to read: hyper still
     /// holds response bytes.
     write_blocked: AtomicBool,
+    /// hyper began closing the stream (close_notify, FIN).
+    shut: AtomicBool,
 }
 
 impl Activity {
@@ -131,6 +133,18 @@ struct ClientIo<IO> {
     io: IO,
     replay: Bytes,
     activity: Arc<Activity>,
+}
+
+impl<IO> ClientIo<IO> {
+    /// Puts `bytes` (read from the stream but not used) back in front of
+    /// whatever is still to be replayed.
+    fn unread(&mut self, bytes: Bytes) {
+        self.replay = if self.replay.is_empty() {
+            bytes
+        } else {
+            [bytes, std::mem::take(&mut self.replay)].concat().into()
+        };
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
@@ -187,6 +201,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.activity.shut.store(true, Ordering::Relaxed);
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
@@ -269,27 +284,35 @@ where
                 }
             }
         }
-        if let Some(tunnel) = in_flight.tunnel.take() {
-            // The request before was answered with a 101, which hyper has
-            // written and then stopped, leaving the socket open: the
-            // connection is the tunnel's from here, with whatever the
-            // client sent behind its request.
+        let Some(started_before) = parking else {
+            let tunnel = in_flight.tunnel.take();
+            // hyper stops without closing the stream when the last response
+            // was a 101, and also (it never forgets an upgrade asked for)
+            // whenever a request on the connection carried `Upgrade`.
+            let open = !activity.shut.load(Ordering::Relaxed);
             let parts = (*connection).into_parts();
             io = parts.io.into_inner();
-            io.replay = parts.read_buf;
-            let moved = || activity.events.load(Ordering::Relaxed);
-            match tunnel.run(&mut io, moved).await {
-                Ok(TunnelEnd::Closed) => {}
-                Ok(TunnelEnd::Idle) => close(&mut io).await,
-                Err(err) => {
-                    tracing::debug!(error = %err, "tunnel ended with an error");
+            match tunnel {
+                // A 101 while draining: hyper marked it `Connection: close`
+                // too; close rather than start what draining would end.
+                Some(tunnel) if !shutting_down => {
+                    // The client's bytes behind its request come first.
+                    io.unread(parts.read_buf);
+                    let moved = || activity.events.load(Ordering::Relaxed);
+                    stats.tunnel_opened();
+                    let end = tunnel.run(&mut io, moved, &mut draining).await;
+                    stats.tunnel_closed();
+                    match end {
+                        Ok(TunnelEnd::Closed) => {}
+                        Ok(TunnelEnd::Idle | TunnelEnd::Draining) => close(&mut io).await,
+                        Err(err) => {
+                            tracing::debug!(error = %err, "tunnel ended with an error");
+                        }
+                    }
                 }
+                _ if open => close(&mut io).await,
+                _ => {}
             }
-            return Ok(());
-        }
-        let Some(started_before) = parking else {
-            // hyper ended on its own (the client closed or asked to, or
-            // sent something refused, or draining) and closed the socket.
             return Ok(());
         };
         // Taken apart in a block of its own so the box and hyper's read
@@ -310,7 +333,7 @@ where
         }
         if !read_buf.is_empty() {
             // The next request had begun arriving: serve it at once.
-            io.replay = read_buf;
+            io.unread(read_buf);
             continue;
         }
         drop(read_buf);

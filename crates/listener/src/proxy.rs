@@ -245,6 +245,7 @@ fn switch(
 ) -> Response<ProxyBody> {
     let (parts, body) = response.into_parts();
     let Some((backend, early)) = body.into_tunnel() else {
+        tracing::warn!(listener = %config.name, backend = %lease.backend().address, "the backend switched protocols (101) but its connection was still shared; the client got 502");
         return local_response(
             StatusCode::BAD_GATEWAY,
             "the backend switched protocols but its connection could not be handed over",

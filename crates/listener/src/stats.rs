@@ -16,6 +16,7 @@ pub struct ListenerStats {
     requests: [AtomicU64; 5],
     connections_open: AtomicU64,
     connections_parked: AtomicU64,
+    tunnels_open: AtomicU64,
 }
 
 impl ListenerStats {
@@ -55,6 +56,14 @@ impl ListenerStats {
         self.connections_parked.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn tunnel_opened(&self) {
+        self.tunnels_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tunnel_closed(&self) {
+        self.tunnels_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Completed handshakes.
     pub fn handshakes_ok(&self) -> u64 {
         self.handshakes_ok.load(Ordering::Relaxed)
@@ -87,5 +96,11 @@ impl ListenerStats {
     /// (HTTP buffers released until the client's next request).
     pub fn connections_parked(&self) -> u64 {
         self.connections_parked.load(Ordering::Relaxed)
+    }
+
+    /// Of those, connections switched to another protocol by a 101
+    /// (WebSocket), carried as bytes both ways.
+    pub fn tunnels_open(&self) -> u64 {
+        self.tunnels_open.load(Ordering::Relaxed)
     }
 }

@@ -5,8 +5,10 @@
 //! its `Upgrade` and `Connection: upgrade` kept. When the backend answers
 //! 101, the client gets the 101, and from then on the client's TLS
 //! connection and the backend's TCP connection are joined: bytes are
-//! copied both ways, unread and unchanged, until either side closes or
-//! neither sends anything for `timeouts.tunnel_idle`.
+//! copied both ways, unread and unchanged, until both sides have closed,
+//! neither sends anything for `timeouts.tunnel_idle`, or the listener
+//! shuts down (then at once: a tunnel has no end to wait for, and its
+//! clients reconnect, to another replica if this one is going away).
 
 use std::io;
 use std::sync::Mutex;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Lease;
@@ -47,6 +50,8 @@ pub(crate) enum TunnelEnd {
     Closed,
     /// Nothing went either way for the idle limit.
     Idle,
+    /// The listener is shutting down.
+    Draining,
 }
 
 impl Tunnel {
@@ -61,37 +66,51 @@ impl Tunnel {
     }
 
     /// Copies bytes between `client` and the backend until both directions
-    /// have ended, or nothing moved for the idle limit. `moved` counts the
-    /// reads and writes on `client` that carried data (both directions go
-    /// through it), so no timer is reset per byte.
+    /// have ended, nothing moved for the idle limit, or `draining` turns
+    /// true. `moved` counts the reads and writes on `client` that carried
+    /// data (both directions go through it), so no timer is reset per byte.
+    /// On `Idle` and `Draining` the caller closes the client side; the
+    /// backend connection closes when the tunnel is dropped.
     pub(crate) async fn run<C>(
-        mut self,
+        self,
         client: &mut C,
         moved: impl Fn() -> u64,
+        draining: &mut watch::Receiver<bool>,
     ) -> io::Result<TunnelEnd>
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        if !self.early.is_empty() {
-            client.write_all(&self.early).await?;
-            client.flush().await?;
-        }
-        let copy = tokio::io::copy_bidirectional(client, &mut self.backend);
-        tokio::pin!(copy);
+        let Tunnel {
+            mut backend,
+            early,
+            _lease,
+            idle,
+        } = self;
+        let carry = async {
+            // Under the idle limit too: a client that asks to switch and
+            // then never reads must not hold the tunnel forever.
+            if !early.is_empty() {
+                client.write_all(&early).await?;
+                client.flush().await?;
+            }
+            tokio::io::copy_bidirectional(client, &mut backend).await
+        };
+        tokio::pin!(carry);
         // Looked at four times per limit: the tunnel closes between one and
         // one and a quarter limits after its last byte.
-        let mut looks = tokio::time::interval((self.idle / 4).max(Duration::from_millis(1)));
+        let mut looks = tokio::time::interval((idle / 4).max(Duration::from_millis(1)));
         let mut seen = moved();
         let mut last = Instant::now();
         loop {
             tokio::select! {
-                result = &mut copy => return result.map(|_| TunnelEnd::Closed),
+                result = &mut carry => return result.map(|_| TunnelEnd::Closed),
+                _ = draining.wait_for(|draining| *draining) => return Ok(TunnelEnd::Draining),
                 now = looks.tick() => {
                     let count = moved();
                     if count != seen {
                         seen = count;
                         last = now;
-                    } else if now.duration_since(last) >= self.idle {
+                    } else if now.duration_since(last) >= idle {
                         return Ok(TunnelEnd::Idle);
                     }
                 }

@@ -139,7 +139,11 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
     let (backend, mut seen) = websocket_backend(true).await;
     let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
     let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    send(&mut tls, UPGRADE_REQUEST).await;
+    // The client's first message in the same write as its request: it
+    // reaches tlsgate with the head, before there is a tunnel to carry it.
+    let mut first_write = UPGRADE_REQUEST.to_vec();
+    first_write.extend_from_slice(b"eager");
+    send(&mut tls, &first_write).await;
 
     // The backend gets the upgrade, with tlsgate's forwarded headers.
     let request = next(&mut seen).await;
@@ -173,6 +177,8 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
         early.extend_from_slice(&more);
     }
     assert_eq!(early, GREETING);
+    // The eager message went through, after the switch.
+    assert_eq!(read_exactly(&mut tls, 5).await, b"eager");
 
     // Both ways, small and large, unchanged.
     send(&mut tls, b"ping").await;
@@ -210,12 +216,22 @@ async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
     // Hop-by-hop: not passed on outside a switch.
     assert!(!head.contains("\r\nupgrade:"), "{head}");
     assert_eq!(body, b"nope");
-    // The connection goes on as HTTP.
-    send(&mut tls, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    // The connection goes on as HTTP, and when the client asks to close
+    // it, it ends with close_notify (hyper leaves a connection that once
+    // asked for an upgrade open at its end; tlsgate closes it).
+    send(
+        &mut tls,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(!next(&mut seen).await.contains("upgrade"));
-    let (head, body) = response_head(&mut tls).await;
-    assert!(head.starts_with("http/1.1 200 "), "{head}");
-    assert_eq!(body, b"ok");
+    let mut rest = Vec::new();
+    within("the last response", STEP, tls.read_to_end(&mut rest))
+        .await
+        .expect("the connection ends with close_notify");
+    let text = String::from_utf8_lossy(&rest).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200 "), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,4 +282,43 @@ async fn a_tunnel_stays_open_while_used_and_closes_after_tunnel_idle() {
         .expect("closed with close_notify");
     assert!(rest.is_empty(), "{rest:?}");
     assert_eq!(next(&mut seen).await, "closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_open_tunnels_at_once_and_cleanly() {
+    let fx = Fixture::new();
+    let (backend, mut seen) = websocket_backend(true).await;
+    let mut config = listener_to(backend, None);
+    // Far beyond the test's patience: the tunnel must not wait for it.
+    config.timeouts.shutdown_drain = Duration::from_secs(60);
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let stats = server.stats(WEB).await.unwrap();
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    send(&mut tls, UPGRADE_REQUEST).await;
+    next(&mut seen).await;
+    let (head, mut early) = response_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    if early.len() < GREETING.len() {
+        early.extend(read_exactly(&mut tls, GREETING.len() - early.len()).await);
+    }
+    send(&mut tls, b"up").await;
+    assert_eq!(read_exactly(&mut tls, 2).await, b"up");
+    assert_eq!(stats.tunnels_open(), 1);
+
+    let shutdown = tokio::spawn({
+        let server = server.clone();
+        async move { server.shutdown().await }
+    });
+    let mut rest = Vec::new();
+    within(
+        "the tunnel's end on shutdown",
+        STEP,
+        tls.read_to_end(&mut rest),
+    )
+    .await
+    .expect("closed with close_notify");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(next(&mut seen).await, "closed");
+    within("shutdown", STEP, shutdown).await.unwrap();
+    assert_eq!(stats.tunnels_open(), 0);
 }

@@ -84,6 +84,8 @@ struct ListenerInput {
     connections_open: u64,
     /// Of those, idle HTTP/1.1 connections parked (HTTP buffers released).
     connections_parked: u64,
+    /// Of those, connections switched to another protocol (WebSocket).
+    tunnels_open: u64,
     /// The listener's backends.
     backends: Vec<BackendInput>,
 }
@@ -252,6 +254,7 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
     let mut requests = Counted::new();
     let mut connections = Gauged::new();
     let mut parked = Gauged::new();
+    let mut tunnels = Gauged::new();
     let mut backend_up = Gauged::new();
     let mut backend_in_flight = Gauged::new();
     for listener in &input.listeners {
@@ -295,6 +298,10 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
             by_listener(),
             ConstGauge::new(gauge_value(listener.connections_parked)),
         );
+        tunnels.push(
+            by_listener(),
+            ConstGauge::new(gauge_value(listener.tunnels_open)),
+        );
         for backend in &listener.backends {
             let labels = || BackendLabels {
                 listener: name.clone(),
@@ -334,6 +341,11 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
         "tlsgate_connections_parked",
         "Open client connections idle with their HTTP buffers released (HTTP/1.1 keep-alive, quiet for 0.5-1 s)",
         parked,
+    );
+    registry.register(
+        "tlsgate_tunnels_open",
+        "Open client connections switched to another protocol by a backend's 101 (WebSocket), carried as bytes both ways",
+        tunnels,
     );
     registry.register(
         "tlsgate_backend_up",
@@ -411,6 +423,7 @@ async fn gather(state: &AppState) -> MetricsInput {
             requests: stats.requests(),
             connections_open: stats.connections_open(),
             connections_parked: stats.connections_parked(),
+            tunnels_open: stats.tunnels_open(),
             backends,
             name,
         });
@@ -625,6 +638,7 @@ mod tests {
                     requests: [0, 90, 3, 5, 2],
                     connections_open: 6,
                     connections_parked: 2,
+                    tunnels_open: 1,
                     backends: vec![
                         BackendInput {
                             address: "127.0.0.1:8081".into(),
@@ -649,8 +663,9 @@ mod tests {
         }
     }
 
-    /// Every family SPEC §6 asks for, with its type, sample name and unit.
-    const FAMILIES: [(&str, &str, Option<&str>); 12] = [
+    /// Every family SPEC §6 asks for (and the two additions, parked and
+    /// tunnels), with its type, sample name and unit.
+    const FAMILIES: [(&str, &str, Option<&str>); 13] = [
         (
             "tlsgate_certificate_expiry_timestamp_seconds",
             "gauge",
@@ -663,6 +678,7 @@ mod tests {
         ("tlsgate_requests", "counter", None),
         ("tlsgate_connections_open", "gauge", None),
         ("tlsgate_connections_parked", "gauge", None),
+        ("tlsgate_tunnels_open", "gauge", None),
         ("tlsgate_backend_up", "gauge", None),
         ("tlsgate_backend_in_flight", "gauge", None),
         (
@@ -784,6 +800,10 @@ mod tests {
         assert_eq!(
             value(&f, "tlsgate_connections_parked", &[("listener", "web")]),
             2.0
+        );
+        assert_eq!(
+            value(&f, "tlsgate_tunnels_open", &[("listener", "web")]),
+            1.0
         );
 
         let one = [("listener", "web"), ("backend", "127.0.0.1:8081")];
