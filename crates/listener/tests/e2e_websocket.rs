@@ -115,6 +115,15 @@ async fn response_head<S: AsyncRead + Unpin>(tls: &mut S) -> (String, Vec<u8>) {
     }
 }
 
+/// Reads a response with a body of `len` bytes: its head, and its body.
+async fn response<S: AsyncRead + Unpin>(tls: &mut S, len: usize) -> (String, Vec<u8>) {
+    let (head, mut body) = response_head(tls).await;
+    if body.len() < len {
+        body.extend(read_exactly(tls, len - body.len()).await);
+    }
+    (head, body)
+}
+
 /// Reads exactly `len` bytes.
 async fn read_exactly<S: AsyncRead + Unpin>(tls: &mut S, len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
@@ -131,6 +140,29 @@ async fn send<S: AsyncWrite + Unpin>(tls: &mut S, data: &[u8]) {
 
 async fn next(seen: &mut Seen) -> String {
     within("the backend", STEP, seen.recv()).await.unwrap()
+}
+
+/// Asks to switch on `tls` and waits until it has: the backend got the
+/// request, the client the 101 and the backend's greeting.
+async fn switch<S: AsyncRead + AsyncWrite + Unpin>(tls: &mut S, seen: &mut Seen) {
+    send(tls, UPGRADE_REQUEST).await;
+    next(seen).await;
+    let (head, mut early) = response_head(tls).await;
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    if early.len() < GREETING.len() {
+        early.extend(read_exactly(tls, GREETING.len() - early.len()).await);
+    }
+    assert_eq!(early, GREETING);
+}
+
+/// Reads to the end of `tls`, which must come with close_notify and
+/// nothing before it.
+async fn closed_cleanly<S: AsyncRead + Unpin>(tls: &mut S, what: &str) {
+    let mut rest = Vec::new();
+    within(what, STEP, tls.read_to_end(&mut rest))
+        .await
+        .expect("closed with close_notify");
+    assert!(rest.is_empty(), "{what}: {rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,13 +204,14 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
         head.contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
         "{head}"
     );
-    if early.len() < GREETING.len() {
-        let more = read_exactly(&mut tls, GREETING.len() - early.len()).await;
+    // Then the eager message, echoed: it went through after the switch.
+    // (It may have come in the same read as the head.)
+    let expected = [GREETING, b"eager"].concat();
+    if early.len() < expected.len() {
+        let more = read_exactly(&mut tls, expected.len() - early.len()).await;
         early.extend_from_slice(&more);
     }
-    assert_eq!(early, GREETING);
-    // The eager message went through, after the switch.
-    assert_eq!(read_exactly(&mut tls, 5).await, b"eager");
+    assert_eq!(early, expected);
 
     // Both ways, small and large, unchanged.
     send(&mut tls, b"ping").await;
@@ -196,11 +229,7 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
     let mut tls = reader.unsplit(writer);
     tls.shutdown().await.unwrap();
     assert_eq!(next(&mut seen).await, "closed");
-    let mut rest = Vec::new();
-    within("the end of the tunnel", STEP, tls.read_to_end(&mut rest))
-        .await
-        .expect("the tunnel ends with close_notify");
-    assert!(rest.is_empty(), "{rest:?}");
+    closed_cleanly(&mut tls, "the end of the tunnel").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +240,7 @@ async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
     let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
     send(&mut tls, UPGRADE_REQUEST).await;
     assert!(next(&mut seen).await.contains("upgrade: websocket"));
-    let (head, body) = response_head(&mut tls).await;
+    let (head, body) = response(&mut tls, 4).await;
     assert!(head.starts_with("http/1.1 426 "), "{head}");
     // Hop-by-hop: not passed on outside a switch.
     assert!(!head.contains("\r\nupgrade:"), "{head}");
@@ -248,7 +277,7 @@ async fn an_h2c_upgrade_or_one_without_connection_upgrade_is_not_passed_on() {
         let forwarded = next(&mut seen).await;
         assert!(!forwarded.contains("upgrade"), "{forwarded}");
         assert!(!forwarded.contains("http2-settings"), "{forwarded}");
-        let (head, body) = response_head(&mut tls).await;
+        let (head, body) = response(&mut tls, 2).await;
         assert!(head.starts_with("http/1.1 200 "), "{head}");
         assert_eq!(body, b"ok");
     }
@@ -261,13 +290,7 @@ async fn a_tunnel_stays_open_while_used_and_closes_after_tunnel_idle() {
     let idle = Duration::from_millis(400);
     let (_server, addr) = start(&fx.store, vec![listener_to(backend, Some(idle))]).await;
     let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    send(&mut tls, UPGRADE_REQUEST).await;
-    next(&mut seen).await;
-    let (head, mut early) = response_head(&mut tls).await;
-    assert!(head.starts_with("http/1.1 101 "), "{head}");
-    if early.len() < GREETING.len() {
-        early.extend(read_exactly(&mut tls, GREETING.len() - early.len()).await);
-    }
+    switch(&mut tls, &mut seen).await;
     // Traffic every 150 ms for three times the idle limit: the pauses are
     // the scenario (a chat that stays busy), not a synchronisation.
     for i in 0..8u8 {
@@ -276,11 +299,7 @@ async fn a_tunnel_stays_open_while_used_and_closes_after_tunnel_idle() {
         assert_eq!(read_exactly(&mut tls, 1).await, [i], "message {i}");
     }
     // Then silence: tlsgate closes both sides.
-    let mut rest = Vec::new();
-    within("the idle tunnel's end", STEP, tls.read_to_end(&mut rest))
-        .await
-        .expect("closed with close_notify");
-    assert!(rest.is_empty(), "{rest:?}");
+    closed_cleanly(&mut tls, "the idle tunnel's end").await;
     assert_eq!(next(&mut seen).await, "closed");
 }
 
@@ -294,13 +313,7 @@ async fn shutdown_closes_open_tunnels_at_once_and_cleanly() {
     let (server, addr) = start(&fx.store, vec![config]).await;
     let stats = server.stats(WEB).await.unwrap();
     let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    send(&mut tls, UPGRADE_REQUEST).await;
-    next(&mut seen).await;
-    let (head, mut early) = response_head(&mut tls).await;
-    assert!(head.starts_with("http/1.1 101 "), "{head}");
-    if early.len() < GREETING.len() {
-        early.extend(read_exactly(&mut tls, GREETING.len() - early.len()).await);
-    }
+    switch(&mut tls, &mut seen).await;
     send(&mut tls, b"up").await;
     assert_eq!(read_exactly(&mut tls, 2).await, b"up");
     assert_eq!(stats.tunnels_open(), 1);
@@ -309,15 +322,7 @@ async fn shutdown_closes_open_tunnels_at_once_and_cleanly() {
         let server = server.clone();
         async move { server.shutdown().await }
     });
-    let mut rest = Vec::new();
-    within(
-        "the tunnel's end on shutdown",
-        STEP,
-        tls.read_to_end(&mut rest),
-    )
-    .await
-    .expect("closed with close_notify");
-    assert!(rest.is_empty(), "{rest:?}");
+    closed_cleanly(&mut tls, "the tunnel's end on shutdown").await;
     assert_eq!(next(&mut seen).await, "closed");
     within("shutdown", STEP, shutdown).await.unwrap();
     assert_eq!(stats.tunnels_open(), 0);
