@@ -288,7 +288,8 @@ where
             let tunnel = in_flight.tunnel.take();
             // hyper stops without closing the stream when the last response
             // was a 101, and also (it never forgets an upgrade asked for)
-            // whenever a request on the connection carried `Upgrade`.
+            // whenever a request on the connection carried `Upgrade` or was
+            // a CONNECT, forwarded as an upgrade or not.
             let open = !activity.shut.load(Ordering::Relaxed);
             let parts = (*connection).into_parts();
             io = parts.io.into_inner();
@@ -299,9 +300,9 @@ where
                     // The client's bytes behind its request come first.
                     io.unread(parts.read_buf);
                     let moved = || activity.events.load(Ordering::Relaxed);
-                    stats.tunnel_opened();
+                    let counted = stats.tunnel_opened();
                     let end = tunnel.run(&mut io, moved, &mut draining).await;
-                    stats.tunnel_closed();
+                    drop(counted);
                     match end {
                         Ok(TunnelEnd::Closed) => {}
                         Ok(TunnelEnd::Idle | TunnelEnd::Draining) => close(&mut io).await,
@@ -347,7 +348,7 @@ where
         };
         stats.connection_unparked();
         match read {
-            Some(Ok(Ok(1))) => io.replay = Bytes::copy_from_slice(&first),
+            Some(Ok(Ok(1))) => io.unread(Bytes::copy_from_slice(&first)),
             Some(Ok(Ok(_) | Err(_))) => return Ok(()),
             // Idle past client_idle, or draining: say goodbye properly.
             Some(Err(_)) | None => {
@@ -355,5 +356,27 @@ where
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unread_bytes_come_before_those_still_to_be_replayed() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut io = ClientIo {
+            io: client,
+            replay: Bytes::new(),
+            activity: Arc::new(Activity::default()),
+        };
+        io.unread(Bytes::from_static(b"cd"));
+        io.unread(Bytes::from_static(b"ab"));
+        server.write_all(b"ef").await.unwrap();
+        drop(server);
+        let mut all = Vec::new();
+        io.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"abcdef");
     }
 }

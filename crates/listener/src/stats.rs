@@ -56,12 +56,11 @@ impl ListenerStats {
         self.connections_parked.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn tunnel_opened(&self) {
+    /// Counts a tunnel as open until the guard drops, so a connection
+    /// dropped mid-tunnel (at the drain deadline) is not left counted.
+    pub(crate) fn tunnel_opened(&self) -> OpenTunnel<'_> {
         self.tunnels_open.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn tunnel_closed(&self) {
-        self.tunnels_open.fetch_sub(1, Ordering::Relaxed);
+        OpenTunnel(self)
     }
 
     /// Completed handshakes.
@@ -102,5 +101,14 @@ impl ListenerStats {
     /// (WebSocket), carried as bytes both ways.
     pub fn tunnels_open(&self) -> u64 {
         self.tunnels_open.load(Ordering::Relaxed)
+    }
+}
+
+/// See [`ListenerStats::tunnel_opened`].
+pub(crate) struct OpenTunnel<'a>(&'a ListenerStats);
+
+impl Drop for OpenTunnel<'_> {
+    fn drop(&mut self) {
+        self.0.tunnels_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
