@@ -37,7 +37,6 @@ pub(crate) struct Tunnel {
 impl std::fmt::Debug for Tunnel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tunnel")
-            .field("backend", &self.backend.peer_addr().ok())
             .field("idle", &self.idle)
             .finish_non_exhaustive()
     }

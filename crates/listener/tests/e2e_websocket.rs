@@ -8,10 +8,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use tlsgate_listener::{BackendConfig, ListenerConfig};
+use tlsgate_listener::{BackendConfig, Server, Timeouts};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -86,16 +87,35 @@ async fn websocket_backend(accept: bool) -> (String, Seen) {
     (address, rx)
 }
 
-fn listener_to(address: String, tunnel_idle: Option<Duration>) -> ListenerConfig {
+/// A listener in front of a [`websocket_backend`], and a client
+/// connection to it.
+struct Setup {
+    _fx: Fixture,
+    server: Arc<Server>,
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    /// What the backend saw.
+    seen: Seen,
+}
+
+/// `accept`: whether the backend accepts upgrades; `timeouts`: changes to
+/// the listener's defaults.
+async fn connected(accept: bool, timeouts: impl FnOnce(&mut Timeouts)) -> Setup {
+    let fx = Fixture::new();
+    let (address, seen) = websocket_backend(accept).await;
     let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
     config.backends = vec![BackendConfig {
         address,
         weight: 100,
     }];
-    if let Some(idle) = tunnel_idle {
-        config.timeouts.tunnel_idle = idle;
+    timeouts(&mut config.timeouts);
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    Setup {
+        _fx: fx,
+        server,
+        tls,
+        seen,
     }
-    config
 }
 
 /// Reads the response head, and returns it with the bytes that came after it.
@@ -167,18 +187,15 @@ async fn closed_cleanly<S: AsyncRead + Unpin>(tls: &mut S, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
-    let fx = Fixture::new();
-    let (backend, mut seen) = websocket_backend(true).await;
-    let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    let mut c = connected(true, |_| {}).await;
     // The client's first message in the same write as its request: it
     // reaches tlsgate with the head, before there is a tunnel to carry it.
     let mut first_write = UPGRADE_REQUEST.to_vec();
     first_write.extend_from_slice(b"eager");
-    send(&mut tls, &first_write).await;
+    send(&mut c.tls, &first_write).await;
 
     // The backend gets the upgrade, with tlsgate's forwarded headers.
-    let request = next(&mut seen).await;
+    let request = next(&mut c.seen).await;
     assert!(request.starts_with("get /chat http/1.1\r\n"), "{request}");
     for line in [
         "connection: upgrade\r\n",
@@ -193,7 +210,7 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
     assert!(!request.contains("keep-alive"), "{request}");
 
     // The client gets the 101, and the backend's first bytes behind it.
-    let (head, mut early) = response_head(&mut tls).await;
+    let (head, mut early) = response_head(&mut c.tls).await;
     assert!(
         head.starts_with("http/1.1 101 switching protocols\r\n"),
         "{head}"
@@ -208,16 +225,16 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
     // (It may have come in the same read as the head.)
     let expected = [GREETING, b"eager"].concat();
     if early.len() < expected.len() {
-        let more = read_exactly(&mut tls, expected.len() - early.len()).await;
+        let more = read_exactly(&mut c.tls, expected.len() - early.len()).await;
         early.extend_from_slice(&more);
     }
     assert_eq!(early, expected);
 
     // Both ways, small and large, unchanged.
-    send(&mut tls, b"ping").await;
-    assert_eq!(read_exactly(&mut tls, 4).await, b"ping");
+    send(&mut c.tls, b"ping").await;
+    assert_eq!(read_exactly(&mut c.tls, 4).await, b"ping");
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let (mut reader, mut writer) = tokio::io::split(tls);
+    let (mut reader, mut writer) = tokio::io::split(c.tls);
     let (sent, echoed) = tokio::join!(send(&mut writer, &large), async {
         read_exactly(&mut reader, large.len()).await
     });
@@ -228,19 +245,16 @@ async fn a_websocket_upgrade_is_passed_on_and_carries_bytes_both_ways() {
     // ends cleanly (close_notify, not a cut connection).
     let mut tls = reader.unsplit(writer);
     tls.shutdown().await.unwrap();
-    assert_eq!(next(&mut seen).await, "closed");
+    assert_eq!(next(&mut c.seen).await, "closed");
     closed_cleanly(&mut tls, "the end of the tunnel").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
-    let fx = Fixture::new();
-    let (backend, mut seen) = websocket_backend(false).await;
-    let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    send(&mut tls, UPGRADE_REQUEST).await;
-    assert!(next(&mut seen).await.contains("upgrade: websocket"));
-    let (head, body) = response(&mut tls, 4).await;
+    let mut c = connected(false, |_| {}).await;
+    send(&mut c.tls, UPGRADE_REQUEST).await;
+    assert!(next(&mut c.seen).await.contains("upgrade: websocket"));
+    let (head, body) = response(&mut c.tls, 4).await;
     assert!(head.starts_with("http/1.1 426 "), "{head}");
     // Hop-by-hop: not passed on outside a switch.
     assert!(!head.contains("\r\nupgrade:"), "{head}");
@@ -249,13 +263,13 @@ async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
     // it, it ends with close_notify (hyper leaves a connection that once
     // asked for an upgrade open at its end; tlsgate closes it).
     send(
-        &mut tls,
+        &mut c.tls,
         b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert!(!next(&mut seen).await.contains("upgrade"));
+    assert!(!next(&mut c.seen).await.contains("upgrade"));
     let mut rest = Vec::new();
-    within("the last response", STEP, tls.read_to_end(&mut rest))
+    within("the last response", STEP, c.tls.read_to_end(&mut rest))
         .await
         .expect("the connection ends with close_notify");
     let text = String::from_utf8_lossy(&rest).to_ascii_lowercase();
@@ -265,19 +279,16 @@ async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2c_upgrade_or_one_without_connection_upgrade_is_not_passed_on() {
-    let fx = Fixture::new();
-    let (backend, mut seen) = websocket_backend(true).await;
-    let (_server, addr) = start(&fx.store, vec![listener_to(backend, None)]).await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    let mut c = connected(true, |_| {}).await;
     for request in [
         &b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"[..],
         &b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\r\n"[..],
     ] {
-        send(&mut tls, request).await;
-        let forwarded = next(&mut seen).await;
+        send(&mut c.tls, request).await;
+        let forwarded = next(&mut c.seen).await;
         assert!(!forwarded.contains("upgrade"), "{forwarded}");
         assert!(!forwarded.contains("http2-settings"), "{forwarded}");
-        let (head, body) = response(&mut tls, 2).await;
+        let (head, body) = response(&mut c.tls, 2).await;
         assert!(head.starts_with("http/1.1 200 "), "{head}");
         assert_eq!(body, b"ok");
     }
@@ -285,45 +296,36 @@ async fn an_h2c_upgrade_or_one_without_connection_upgrade_is_not_passed_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnel_stays_open_while_used_and_closes_after_tunnel_idle() {
-    let fx = Fixture::new();
-    let (backend, mut seen) = websocket_backend(true).await;
-    let idle = Duration::from_millis(400);
-    let (_server, addr) = start(&fx.store, vec![listener_to(backend, Some(idle))]).await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    switch(&mut tls, &mut seen).await;
+    let mut c = connected(true, |t| t.tunnel_idle = Duration::from_millis(400)).await;
+    switch(&mut c.tls, &mut c.seen).await;
     // Traffic every 150 ms for three times the idle limit: the pauses are
     // the scenario (a chat that stays busy), not a synchronisation.
     for i in 0..8u8 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        send(&mut tls, &[i]).await;
-        assert_eq!(read_exactly(&mut tls, 1).await, [i], "message {i}");
+        send(&mut c.tls, &[i]).await;
+        assert_eq!(read_exactly(&mut c.tls, 1).await, [i], "message {i}");
     }
     // Then silence: tlsgate closes both sides.
-    closed_cleanly(&mut tls, "the idle tunnel's end").await;
-    assert_eq!(next(&mut seen).await, "closed");
+    closed_cleanly(&mut c.tls, "the idle tunnel's end").await;
+    assert_eq!(next(&mut c.seen).await, "closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_open_tunnels_at_once_and_cleanly() {
-    let fx = Fixture::new();
-    let (backend, mut seen) = websocket_backend(true).await;
-    let mut config = listener_to(backend, None);
-    // Far beyond the test's patience: the tunnel must not wait for it.
-    config.timeouts.shutdown_drain = Duration::from_secs(60);
-    let (server, addr) = start(&fx.store, vec![config]).await;
-    let stats = server.stats(WEB).await.unwrap();
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    switch(&mut tls, &mut seen).await;
-    send(&mut tls, b"up").await;
-    assert_eq!(read_exactly(&mut tls, 2).await, b"up");
+    // A drain far beyond the test's patience: the tunnel must not wait for it.
+    let mut c = connected(true, |t| t.shutdown_drain = Duration::from_secs(60)).await;
+    let stats = c.server.stats(WEB).await.unwrap();
+    switch(&mut c.tls, &mut c.seen).await;
+    send(&mut c.tls, b"up").await;
+    assert_eq!(read_exactly(&mut c.tls, 2).await, b"up");
     assert_eq!(stats.tunnels_open(), 1);
 
     let shutdown = tokio::spawn({
-        let server = server.clone();
+        let server = c.server.clone();
         async move { server.shutdown().await }
     });
-    closed_cleanly(&mut tls, "the tunnel's end on shutdown").await;
-    assert_eq!(next(&mut seen).await, "closed");
+    closed_cleanly(&mut c.tls, "the tunnel's end on shutdown").await;
+    assert_eq!(next(&mut c.seen).await, "closed");
     within("shutdown", STEP, shutdown).await.unwrap();
     assert_eq!(stats.tunnels_open(), 0);
 }

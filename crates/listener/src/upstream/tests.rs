@@ -430,16 +430,7 @@ async fn a_refused_connect_hands_the_request_back_unsent() {
     let post = Request::post("/again")
         .body(Full::new(Bytes::from_static(b"body")))
         .unwrap();
-    match upstream
-        .send(
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-            post,
-            b"",
-            false,
-        )
-        .await
-    {
+    match send(&upstream, post).await {
         Err(SendError::NotSent(reason, request)) => {
             assert!(reason.contains(&*address), "{reason}");
             assert_eq!(request.uri(), "/again");
