@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tlsgate_cert_store::CertKind;
+use tlsgate_cert_store::{CertKind, Store};
+use tlsgate_validator::CertificateName;
 
-use crate::config;
+use crate::config::{self, Config};
 use crate::serve::{open_store, print_config_errors};
 
 /// Exit 0 when `serve` would start with everything it references, 1 otherwise.
@@ -40,40 +41,9 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     let snapshot = store.snapshot();
-    let mut problems = 0;
-    for listener in &config.listeners {
-        let Some(tls) = listener.tls() else { continue };
-        let wanted = tls
-            .certificates
-            .iter()
-            .map(|name| (CertKind::Server, name))
-            .chain(tls.mutual_auth.as_ref().map(|m| (CertKind::Ca, &m.ca)));
-        for (kind, name) in wanted {
-            if snapshot.contains(kind, name) {
-                continue;
-            }
-            problems += 1;
-            match store.refusal(kind, name) {
-                Some((code, message)) => eprintln!(
-                    "error: listener {:?}: {kind} certificate {:?} is refused: {code}: {message}",
-                    listener.name,
-                    name.as_str()
-                ),
-                None => {
-                    let folder = store
-                        .dir()
-                        .join(kind.as_str())
-                        .join(tlsgate_cert_store::folder_for(name));
-                    eprintln!(
-                        "error: {}: listener {:?}: CertificateNotFound: there is no {kind} certificate {:?} in the store; put the files in {} (or upload it)",
-                        config.path.display(),
-                        listener.name,
-                        name.as_str(),
-                        folder.display()
-                    );
-                }
-            }
-        }
+    let unresolved = unresolved_certificates(&config, &store);
+    for problem in &unresolved {
+        eprintln!("error: {}", problem.message);
     }
     let expiring: Vec<_> = store
         .expiry()
@@ -88,7 +58,7 @@ pub fn run(path: &Path) -> ExitCode {
             row.days_left
         );
     }
-    if problems == 0 {
+    if unresolved.is_empty() {
         println!(
             "ok: {} ({} listener(s); store {}: {} server and {} CA certificate(s))",
             config.path.display(),
@@ -101,4 +71,67 @@ pub fn run(path: &Path) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A certificate a listener names: (listener, kind, name).
+pub type Reference = (String, CertKind, CertificateName);
+
+/// Every certificate the config's listeners name, server certificates and
+/// mutual authentication's CA.
+pub fn references(config: &Config) -> Vec<Reference> {
+    let mut all = Vec::new();
+    for listener in &config.listeners {
+        let Some(tls) = listener.tls() else { continue };
+        for name in &tls.certificates {
+            all.push((listener.name.clone(), CertKind::Server, name.clone()));
+        }
+        if let Some(auth) = &tls.mutual_auth {
+            all.push((listener.name.clone(), CertKind::Ca, auth.ca.clone()));
+        }
+    }
+    all
+}
+
+/// A certificate a listener names that the store does not serve.
+#[derive(Debug)]
+pub struct Unresolved {
+    /// Which listener names which certificate.
+    pub reference: Reference,
+    /// What is wrong, where, and what to do.
+    pub message: String,
+}
+
+/// The certificates the config names that the store does not serve (not
+/// there, or refused), each with the message an operator acts on. The
+/// check `check-config` makes, and `serve` makes on every config it loads.
+pub fn unresolved_certificates(config: &Config, store: &Store) -> Vec<Unresolved> {
+    let snapshot = store.snapshot();
+    references(config)
+        .into_iter()
+        .filter(|(_, kind, name)| !snapshot.contains(*kind, name))
+        .map(|reference| {
+            let (listener, kind, name) = &reference;
+            let message = match store.refusal(*kind, name) {
+                // The refusal's message carries its own error code.
+                Some((_code, refusal)) => format!(
+                    "{}: listener {listener:?} names {kind} certificate {:?}, which the store refuses: {refusal}",
+                    config.path.display(),
+                    name.as_str()
+                ),
+                None => {
+                    let folder = store
+                        .dir()
+                        .join(kind.as_str())
+                        .join(tlsgate_cert_store::folder_for(name));
+                    format!(
+                        "{}: listener {listener:?}: CertificateNotFound: there is no {kind} certificate {:?} in the store; put the files in {} (or upload it), or fix the name",
+                        config.path.display(),
+                        name.as_str(),
+                        folder.display()
+                    )
+                }
+            };
+            Unresolved { reference, message }
+        })
+        .collect()
 }

@@ -15,6 +15,7 @@ use tlsgate_listener::Server;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::admin::{self, AppState};
+use crate::check::{Unresolved, references, unresolved_certificates};
 use crate::config::{self, Config, ConfigError};
 use crate::systemd;
 
@@ -145,6 +146,16 @@ async fn serve(config: Config) -> ExitCode {
         eprintln!("tlsgate: {err}");
         return ExitCode::FAILURE;
     }
+    // Serving starts anyway: the admin API is how a first certificate is
+    // uploaded, and a file dropped into the store later is picked up. Until
+    // then those listeners refuse handshakes and /readyz says not ready.
+    let waiting = unresolved_certificates(&config, &store);
+    for problem in &waiting {
+        tracing::error!(
+            "{}; the listener refuses handshakes until it is there",
+            problem.message
+        );
+    }
     let admin_bind = config.admin.bind;
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
     let _config_watcher = watch_config(&config.path, reload_tx.clone());
@@ -188,7 +199,7 @@ async fn serve(config: Config) -> ExitCode {
     for (name, address) in &listening {
         tracing::info!(listener = %name, %address, "serving");
     }
-    systemd::ready(&serving_status(&listening));
+    systemd::ready(&serving_status(&listening, &waiting));
 
     loop {
         #[cfg(unix)]
@@ -215,8 +226,9 @@ async fn serve(config: Config) -> ExitCode {
         // running config serving); with Type=notify-reload, `systemctl
         // reload` itself waits for it.
         systemd::reloading();
-        let applied = reload(&server, &current, why).await;
-        let mut status = serving_status(&server.listeners().await);
+        let applied = reload(&server, &store, &current, why).await;
+        let waiting = unresolved_certificates(&*current.lock().await, &store);
+        let mut status = serving_status(&server.listeners().await, &waiting);
         if !applied {
             status.push_str("; the last reload was refused (journalctl -u tlsgate says why)");
         }
@@ -230,19 +242,38 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The unit's status line in `systemctl status`: what is being served.
-fn serving_status(listening: &[(String, std::net::SocketAddr)]) -> String {
+/// The unit's status line in `systemctl status`: what is being served,
+/// and which certificates listeners still wait for.
+fn serving_status(listening: &[(String, std::net::SocketAddr)], waiting: &[Unresolved]) -> String {
     let listeners: Vec<String> = listening
         .iter()
         .map(|(name, address)| format!("{name} on {address}"))
         .collect();
-    format!("serving {}", listeners.join(", "))
+    let mut status = format!("serving {}", listeners.join(", "));
+    if !waiting.is_empty() {
+        let names: Vec<String> = waiting
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {} {:?}",
+                    u.reference.0,
+                    u.reference.1,
+                    u.reference.2.as_str()
+                )
+            })
+            .collect();
+        status.push_str(&format!(
+            "; certificates not in the store: {} (their listeners refuse handshakes)",
+            names.join(", ")
+        ));
+    }
+    status
 }
 
 /// Re-reads the config; a bad one is refused and the running one kept.
 /// The lock serialises reloads with the admin API's config rewrites.
 /// Returns whether the new config was applied.
-async fn reload(server: &Server, current: &Mutex<Config>, why: &str) -> bool {
+async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &str) -> bool {
     let mut current = current.lock().await;
     let next = match config::load(&current.path) {
         Ok(next) => next,
@@ -257,6 +288,28 @@ async fn reload(server: &Server, current: &Mutex<Config>, why: &str) -> bool {
             return false;
         }
     };
+    // A certificate name the running config did not have, and the store
+    // does not serve, is a typo more often than not: taking it would leave
+    // that listener refusing every handshake. A name the running config
+    // already had stays (its files may be on their way), so an unrelated
+    // change, such as taking out a dead backend, still applies.
+    let running = references(&current);
+    let (new, kept): (Vec<Unresolved>, Vec<Unresolved>) = unresolved_certificates(&next, store)
+        .into_iter()
+        .partition(|u| !running.contains(&u.reference));
+    if !new.is_empty() {
+        for problem in &new {
+            tracing::error!("{}", problem.message);
+        }
+        tracing::error!(
+            trigger = why,
+            "configuration refused: it names certificates the store does not serve; the running configuration stays in force (put them in the store first, or fix the names)"
+        );
+        return false;
+    }
+    for problem in &kept {
+        tracing::warn!("{}", problem.message);
+    }
     if next.store.dir != current.store.dir {
         tracing::warn!("store.dir changed; the new store is used after a restart");
     }

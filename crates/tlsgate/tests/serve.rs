@@ -127,12 +127,22 @@ address = "{}"
 
     /// Writes the config the way editors do: a temporary file and a rename.
     fn write_config(&self, mutual_auth: bool) {
+        self.write_config_text(&self.config_text(mutual_auth));
+    }
+
+    fn write_config_text(&self, text: &str) {
         let tmp = self.path.join(".tlsgate.toml.tmp");
-        fs::write(&tmp, self.config_text(mutual_auth)).unwrap();
+        fs::write(&tmp, text).unwrap();
         fs::rename(&tmp, self.config_path()).unwrap();
     }
 
     fn serve(&self) -> (Proc, u16) {
+        self.serve_logging(&[])
+    }
+
+    /// Starts serving; `before` are lines logged, in order, before it says
+    /// it is serving.
+    fn serve_logging(&self, before: &[&str]) -> (Proc, u16) {
         let config = self.config_path();
         let proc = spawn(&[
             "serve",
@@ -141,6 +151,9 @@ address = "{}"
             "--log-format",
             "json",
         ]);
+        for needle in before {
+            proc.wait_line(needle);
+        }
         let line = proc.wait_line("\"serving\"");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         let address: SocketAddr = value["address"].as_str().unwrap().parse().unwrap();
@@ -191,11 +204,56 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     let body = ok_stdout(&site.get(port, true, "/"));
     assert!(body.starts_with("backend"), "{body}");
 
+    // A typo in a certificate or CA name is refused like a syntax error:
+    // taken, it would leave the listener refusing every handshake.
+    for (good, typo, kind) in [
+        (
+            "certificates = [\"www\"]",
+            "certificates = [\"ww\"]",
+            "server",
+        ),
+        ("ca = \"clients\"", "ca = \"client\"", "ca"),
+    ] {
+        let text = site.config_text(true);
+        assert!(text.contains(good), "{text}");
+        site.write_config_text(&text.replace(good, typo));
+        let line = proc.wait_line("CertificateNotFound");
+        assert!(
+            line.contains(&format!("{kind} certificate")) && line.contains("certs/"),
+            "names the certificate and the folder to fill: {line}"
+        );
+        proc.wait_line("configuration refused");
+        assert!(!site.get(port, false, "/").status.success());
+        ok_stdout(&site.get(port, true, "/"));
+    }
+
     // SIGHUP reloads too: mutual auth off again.
     fs::write(site.config_path(), site.config_text(false)).unwrap();
     proc.signal("HUP");
     proc.wait_line("configuration reloaded");
     ok_stdout(&site.get(port, false, "/"));
+}
+
+#[test]
+fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
+    need("curl");
+    let site = Site::new(Duration::ZERO);
+    let folder = site.path.join("certs/server/www");
+    let aside = site.path.join("www-aside");
+    fs::rename(&folder, &aside).unwrap();
+    // Started anyway (the admin API is how a first certificate arrives),
+    // but loudly: an error naming the folder to fill.
+    let (proc, port) = site.serve_logging(&["certs/server/www (or upload it)"]);
+    assert!(!site.get(port, false, "/").status.success());
+
+    // A certificate the running config already names is not a reason to
+    // refuse an unrelated change.
+    site.write_config(true);
+    proc.wait_line("configuration reloaded");
+
+    fs::rename(&aside, &folder).unwrap();
+    proc.wait_line("certificate loaded");
+    ok_stdout(&site.get(port, true, "/"));
 }
 
 /// curl's HTTP status for a request (body discarded), and its stderr.
