@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// A certificate of that name exists already.
     #[error(
-        "a {kind} certificate named \"{name}\" exists already; replace it with PUT, or pick another name"
+        "a {kind} certificate named \"{name}\" exists already; replace it (`tlsgate cert upload --replace`, or PUT /v1/certificates/NAME), or pick another name"
     )]
     AlreadyExists {
         /// Server or CA.
@@ -43,7 +43,7 @@ pub enum Error {
         name: CertificateName,
     },
     /// Listeners still use the certificate.
-    #[error("{kind} certificate \"{name}\" is used by listener(s) {}; re-point them first (POST /v1/certificates/NAME/replace)", listeners.join(", "))]
+    #[error("{kind} certificate \"{name}\" is used by listener(s) {}; re-point them first (`tlsgate cert replace NAME --with OTHER`, or POST /v1/certificates/NAME/replace)", listeners.join(", "))]
     InUse {
         /// Server or CA.
         kind: CertKind,

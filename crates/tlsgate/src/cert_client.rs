@@ -233,12 +233,27 @@ impl Failure {
                 code,
                 message,
                 listeners,
+                findings,
+                ..
             }) => {
-                let mut text = format!(
-                    "error: {}: {}\n",
-                    render::clean(code),
-                    render::clean(message)
-                );
+                // A refused upload lists every finding (R29a); other
+                // refusals have one.
+                let lines: Vec<(&String, &String)> = if findings.is_empty() {
+                    vec![(code, message)]
+                } else {
+                    findings
+                        .iter()
+                        .map(|(code, message)| (code, message))
+                        .collect()
+                };
+                let mut text = String::new();
+                for (code, message) in lines {
+                    text.push_str(&format!(
+                        "error: {}: {}\n",
+                        render::clean(code),
+                        render::clean(message)
+                    ));
+                }
                 if !listeners.is_empty() {
                     let names: Vec<String> = listeners.iter().map(|l| render::clean(l)).collect();
                     text.push_str(&format!("  listeners: {}\n", names.join(", ")));
@@ -413,6 +428,25 @@ fn read_material(args: &UploadArgs) -> anyhow::Result<Material> {
     })
 }
 
+/// A request whose answer `--json` prints, a refusal's included (the
+/// refusal is still told on stderr, and still exits 1).
+fn request_for(
+    client: &Client,
+    json: bool,
+    output: &mut Output<'_>,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, Failure> {
+    let result = client.request(method, path, body);
+    if let (true, Err(ClientError::Refused { body, .. })) = (json, &result) {
+        if !body.is_null() {
+            print_json(output.out, body)?;
+        }
+    }
+    Ok(result?.1)
+}
+
 fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).map_err(|err| anyhow!(err))?;
     writeln!(out, "{text}")?;
@@ -448,7 +482,8 @@ fn upload_with(
         };
         (Method::POST, "/v1/certificates".to_owned(), target)
     };
-    let (_, answer) = client.request(method, &path, Some(&body::upload(target, material)))?;
+    let upload = body::upload(target, material);
+    let answer = request_for(client, args.json, output, method, &path, Some(&upload))?;
     if args.json {
         return print_json(output.out, &answer);
     }
@@ -467,7 +502,14 @@ fn upload_with(
 }
 
 fn list_with(client: &Client, args: &ListArgs, output: &mut Output<'_>) -> Result<(), Failure> {
-    let (_, answer) = client.request(Method::GET, "/v1/certificates", None)?;
+    let answer = request_for(
+        client,
+        args.json,
+        output,
+        Method::GET,
+        "/v1/certificates",
+        None,
+    )?;
     if args.json {
         return print_json(output.out, &answer);
     }
@@ -482,7 +524,8 @@ fn list_with(client: &Client, args: &ListArgs, output: &mut Output<'_>) -> Resul
 }
 
 fn show_with(client: &Client, args: &ShowArgs, output: &mut Output<'_>) -> Result<(), Failure> {
-    let (_, answer) = client.request(Method::GET, &cert_path(&args.name, args.kind), None)?;
+    let path = cert_path(&args.name, args.kind);
+    let answer = request_for(client, args.json, output, Method::GET, &path, None)?;
     if args.json {
         return print_json(output.out, &answer);
     }
@@ -514,7 +557,7 @@ fn replace_with(
 ) -> Result<(), Failure> {
     let path = format!("/v1/certificates/{}/replace", path_segment(&args.name));
     let body = json!({"with": args.with, "dry_run": args.dry_run});
-    let (_, answer) = client.request(Method::POST, &path, Some(&body))?;
+    let answer = request_for(client, args.json, output, Method::POST, &path, Some(&body))?;
     if args.json {
         return print_json(output.out, &answer);
     }

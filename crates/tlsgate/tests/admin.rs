@@ -1129,6 +1129,15 @@ fn every_validator_error_reaches_the_client_as_its_spec_code() {
     assert_error(&reply, 404, "CertificateNotFound", "PUT unknown");
     let reply = gate.api("DELETE", "/v1/certificates/nope", None);
     assert_error(&reply, 404, "CertificateNotFound", "DELETE unknown");
+    // A name of the other kind is said as such, not as unknown.
+    let reply = gate.api("PUT", "/v1/certificates/www?kind=ca", Some(&replacement));
+    let body = assert_error(&reply, 404, "CertificateNotFound", "PUT, wrong kind");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("there is a server certificate of that name")),
+        "{body}"
+    );
 
     // In use: 409 naming the listener.
     let reply = gate.api("DELETE", "/v1/certificates/www", None);

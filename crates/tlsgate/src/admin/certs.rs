@@ -298,18 +298,23 @@ fn resolve(
         Some(kind) => vec![kind],
         None => CertKind::ALL.to_vec(),
     };
-    kinds
-        .into_iter()
-        .find(|k| snapshot.contains(*k, name) || state.store.refusal(*k, name).is_some())
-        .ok_or_else(|| {
-            ApiError::new(
-                "CertificateNotFound",
-                format!(
-                    "there is no certificate named {:?}; GET /v1/certificates lists the names",
-                    name.as_str()
-                ),
-            )
-        })
+    let known = |k: CertKind| snapshot.contains(k, name) || state.store.refusal(k, name).is_some();
+    kinds.into_iter().find(|k| known(*k)).ok_or_else(|| {
+        // Asked for one kind, and the name is the other's: say so, rather
+        // than that the name does not exist.
+        let other = kind.and_then(|asked| CertKind::ALL.into_iter().find(|k| *k != asked && known(*k)));
+        let message = match (kind, other) {
+            (Some(asked), Some(other)) => format!(
+                "there is no {asked} certificate named {:?}, but there is a {other} certificate of that name; ask for kind={other} (`--kind {other}`), or leave the kind out",
+                name.as_str()
+            ),
+            _ => format!(
+                "there is no certificate named {:?}; `tlsgate cert list` (GET /v1/certificates) lists the names",
+                name.as_str()
+            ),
+        };
+        ApiError::new("CertificateNotFound", message)
+    })
 }
 
 /// `GET /v1/certificates`

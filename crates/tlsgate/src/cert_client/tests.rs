@@ -376,24 +376,36 @@ fn upload_replace_puts_to_the_named_certificate() {
 }
 
 #[test]
-fn upload_refused_by_validation_exits_1() {
-    let stub = Stub::json(
-        StatusCode::BAD_REQUEST,
-        json!({"code": "KeyCertificateMismatch", "message": "the key does not belong to the leaf"}),
-    );
+fn upload_refused_by_validation_exits_1_with_every_finding() {
+    let refusal = json!({
+        "code": "InvalidCertificateFormat",
+        "message": "certificate 2 is damaged",
+        "errors": [
+            {"code": "InvalidCertificateFormat", "message": "certificate 2 is damaged"},
+            {"code": "KeyCertificateMismatch", "message": "the key does not belong to the leaf"},
+        ],
+    });
+    let stub = Stub::json(StatusCode::BAD_REQUEST, refusal.clone());
     let material = Material {
         certificate: PEM.as_bytes().to_vec(),
         ..Material::default()
     };
-    let args = upload_args("www", false);
-    let (result, _, _) = capture(|o| upload_with(&stub.client(None), &args, &material, o));
+    let mut args = upload_args("www", false);
+    let (result, out, _) = capture(|o| upload_with(&stub.client(None), &args, &material, o));
     let failure = result.expect_err("refused");
     assert_eq!(failure.exit_code(), 1);
-    assert!(
-        failure
-            .render()
-            .starts_with("error: KeyCertificateMismatch: ")
+    assert_eq!(
+        failure.render(),
+        "error: InvalidCertificateFormat: certificate 2 is damaged\n\
+         error: KeyCertificateMismatch: the key does not belong to the leaf\n"
     );
+    assert!(out.is_empty(), "{out}");
+
+    // --json prints the server's answer, a refusal's too, and still exits 1.
+    args.json = true;
+    let (result, out, _) = capture(|o| upload_with(&stub.client(None), &args, &material, o));
+    assert_eq!(result.expect_err("refused").exit_code(), 1);
+    assert_eq!(serde_json::from_str::<Value>(&out).ok(), Some(refusal));
 }
 
 #[test]

@@ -61,6 +61,11 @@ pub enum ClientError {
         message: String,
         /// Listeners named by the server (`CertificateInUse`), else empty.
         listeners: Vec<String>,
+        /// Every finding of a refused upload (its `errors`: code and
+        /// message), of which `code` and `message` are the first; else empty.
+        findings: Vec<(String, String)>,
+        /// The whole answer, for `--json`.
+        body: Box<Value>,
     },
     /// An answer that is not the admin API's (not JSON, no error code):
     /// most likely `--admin` points at some other HTTP server.
@@ -370,6 +375,21 @@ impl Client {
                         .collect()
                 })
                 .unwrap_or_default(),
+            findings: json
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|errors| {
+                    errors
+                        .iter()
+                        .filter_map(|e| {
+                            let code = e.get("code")?.as_str()?;
+                            let message = e.get("message").and_then(Value::as_str);
+                            Some((code.to_owned(), message.unwrap_or_default().to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            body: Box::new(json),
         })
     }
 
@@ -461,6 +481,8 @@ mod tests {
             code: "CertificateInUse".into(),
             message: String::new(),
             listeners: vec![],
+            findings: vec![],
+            body: Box::new(Value::Null),
         };
         assert_eq!(refused.exit_code(), 1);
         let unreachable = ClientError::Unreachable {
