@@ -28,9 +28,14 @@ use crate::pki;
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Address of the demo HTTPS listener (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    bind: SocketAddr,
+    /// Default: 127.0.0.1:8443, or a free port when that one is taken.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
 }
+
+/// The demo's listener address when `--bind` is not given.
+const DEFAULT_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8443);
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub fn run(args: &DemoArgs) -> ExitCode {
@@ -177,11 +182,17 @@ async fn demo(args: &DemoArgs) -> Result<()> {
         })
     };
     let server = Server::new(store.clone());
-    if let Err(err) = server.apply(vec![listener(args.bind)?]).await {
-        // The default port may be taken (a second demo?): fall back to any free port.
-        let fallback = SocketAddr::new(args.bind.ip(), 0);
-        eprintln!("note: {err}; using a free port instead");
-        server.apply(vec![listener(fallback)?]).await?;
+    match args.bind {
+        // An address asked for is that address or nothing.
+        Some(bind) => server.apply(vec![listener(bind)?]).await?,
+        None => {
+            if let Err(err) = server.apply(vec![listener(DEFAULT_BIND)?]).await {
+                // The default port may be taken (a second demo?): any free port will do.
+                eprintln!("note: {err}; using a free port instead");
+                let fallback = SocketAddr::new(DEFAULT_BIND.ip(), 0);
+                server.apply(vec![listener(fallback)?]).await?;
+            }
+        }
     }
     let address = server
         .local_addr("demo")
@@ -243,19 +254,19 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// Ctrl-C, SIGTERM, or SIGHUP (the terminal closed): every way a
+/// foreground demo ends short of SIGKILL, so its throwaway keys are
+/// removed.
 async fn wait_for_stop() {
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match terminate.as_mut() {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
+        use crate::serve::next_signal;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        let mut hangup = signal(SignalKind::hangup()).ok();
         tokio::select! {
-            _ = term => {}
+            _ = next_signal(&mut terminate) => {}
+            _ = next_signal(&mut hangup) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
     }

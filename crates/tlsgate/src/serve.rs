@@ -32,7 +32,7 @@ pub fn print_config_errors(errors: &[ConfigError]) {
 /// The next delivery of `signal`; never, when its handler could not be
 /// installed.
 #[cfg(unix)]
-async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+pub(crate) async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match signal.as_mut() {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,

@@ -18,7 +18,7 @@ use common::{Proc, backend, bin, curl, need, ok_stdout, spawn, spawn_with_env};
 #[test]
 fn the_demo_prints_curl_commands_that_work() {
     need("curl");
-    let demo = spawn(&["demo", "--bind", "127.0.0.1:0"]);
+    let mut demo = spawn(&["demo", "--bind", "127.0.0.1:0"]);
     demo.wait_line("tlsgate demo is running");
     let mut commands = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -51,6 +51,37 @@ fn the_demo_prints_curl_commands_that_work() {
         !out.status.success(),
         "a client without a certificate must be refused"
     );
+    // Stopped the way a user stops it, so its throwaway keys go too (the
+    // SIGKILL of a dropped Proc would leave them in the temp folder).
+    demo.signal("INT");
+    assert!(demo.wait_exit().success());
+}
+
+#[test]
+fn the_demo_removes_its_keys_when_the_terminal_closes_and_a_busy_bind_is_an_error() {
+    let mut demo = spawn(&["demo", "--bind", "127.0.0.1:0"]);
+    let line = demo.wait_line("--cacert ");
+    let ca = line
+        .split_whitespace()
+        .skip_while(|word| *word != "--cacert")
+        .nth(1)
+        .expect("a path after --cacert");
+    let folder = std::path::Path::new(ca).parent().unwrap().to_path_buf();
+    assert!(folder.join("client.key").is_file(), "{line}");
+    demo.signal("HUP");
+    assert!(demo.wait_exit().success());
+    assert!(!folder.exists(), "{} left behind", folder.display());
+
+    // An address asked for is that address or an error, not another port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = Command::new(bin())
+        .args(["demo", "--bind", &address])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
 }
 
 /// A store, a config file and two backends for `serve` tests.
