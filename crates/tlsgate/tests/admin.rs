@@ -1129,6 +1129,17 @@ fn every_validator_error_reaches_the_client_as_its_spec_code() {
     assert_error(&reply, 404, "CertificateNotFound", "PUT unknown");
     let reply = gate.api("DELETE", "/v1/certificates/nope", None);
     assert_error(&reply, 404, "CertificateNotFound", "DELETE unknown");
+    // Paths and methods the API does not have get its error body too.
+    let reply = gate.api("GET", "/v1/certificates/team/www", None);
+    let body = assert_error(&reply, 404, "NotFound", "an unencoded slash");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("team%2Fwww")),
+        "{body}"
+    );
+    let reply = gate.api("PATCH", "/v1/certificates/www", None);
+    assert_error(&reply, 405, "MethodNotAllowed", "PATCH");
     // A name of the other kind is said as such, not as unknown.
     let reply = gate.api("PUT", "/v1/certificates/www?kind=ca", Some(&replacement));
     let body = assert_error(&reply, 404, "CertificateNotFound", "PUT, wrong kind");

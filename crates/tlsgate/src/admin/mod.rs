@@ -197,8 +197,32 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Unknown paths get the API's error body too. The usual cause is a name
+/// with a slash sent unencoded (`/v1/certificates/team/www`).
+async fn no_such_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        "NotFound",
+        format!(
+            "no endpoint {method} {}; a certificate name with a slash is percent-encoded in the path (team/www is team%2Fwww); the endpoints are /v1/certificates, /v1/certificates/NAME, /v1/certificates/NAME/replace, /v1/listeners, /metrics, /healthz, /readyz",
+            uri.path()
+        ),
+    )
+}
+
+/// A known path with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let mut error = ApiError::new(
+        "MethodNotAllowed",
+        format!("{} does not take {method}", uri.path()),
+    );
+    error.status = Some(StatusCode::METHOD_NOT_ALLOWED);
+    error
 }
 
 /// Binds the admin API; returns the bound address and the serving task.
