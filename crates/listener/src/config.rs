@@ -205,6 +205,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} has no unit; write e.g. \"500ms\", \"2s\" or \"1m\""))?;
     let (number, unit) = text.split_at(split);
+    if unit.starts_with(['.', ',']) && !number.is_empty() {
+        return Err(format!(
+            "{text:?} is a fraction; durations are whole numbers of a unit: use a smaller unit (\"1500ms\" for 1.5 s, \"90s\" for 1.5 m)"
+        ));
+    }
     let value: u64 = number.parse().map_err(|_| {
         format!(
             "{text:?} does not start with a whole number; write e.g. \"500ms\", \"2s\" or \"1m\""
@@ -236,6 +241,8 @@ mod tests {
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("two s").is_err());
         assert!(parse_duration("5d").is_err());
+        let fraction = parse_duration("1.5s").unwrap_err();
+        assert!(fraction.contains("1500ms"), "{fraction}");
     }
 
     #[test]

@@ -473,7 +473,13 @@ async fn connection(
                 Ok(Err(err)) => {
                     let reason = handshake_reason(&err);
                     shared.stats.handshake_failed(reason);
-                    tracing::info!(listener = %shared.name, client = %peer, reason, detail = %err, "handshake refused");
+                    let detail = err.to_string();
+                    // The detail only when it adds to the reason.
+                    if detail == reason {
+                        tracing::info!(listener = %shared.name, client = %peer, reason, "handshake refused");
+                    } else {
+                        tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake refused");
+                    }
                     return;
                 }
                 Err(_) => {

@@ -17,9 +17,21 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the level (default `info`).
+/// What is logged when `RUST_LOG` is unset or empty: `info`, less two
+/// libraries' chatter an operator cannot act on. rustls warns once per
+/// connection whose client sends an IP address as SNI (wrk and openssl
+/// s_client given an IP do), which a client can repeat at will; notify
+/// reports at info when a watch it drops is already gone, on every
+/// certificate replaced.
+pub const DEFAULT_FILTER: &str = "info,rustls::msgs::handshake=error,notify::inotify=warn";
+
+/// Installs the global subscriber. `RUST_LOG` overrides [`DEFAULT_FILTER`].
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(|value| EnvFilter::try_new(value).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

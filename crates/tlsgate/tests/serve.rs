@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use std::ffi::OsStr;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -168,20 +169,23 @@ address = "{}"
     }
 
     fn serve(&self) -> (Proc, u16) {
-        self.serve_logging(&[])
+        self.serve_logging(&[], &[])
     }
 
-    /// Starts serving; `before` are lines logged, in order, before it says
-    /// it is serving.
-    fn serve_logging(&self, before: &[&str]) -> (Proc, u16) {
+    /// Starts serving with `env`; `before` are lines logged, in order,
+    /// before it says it is serving.
+    fn serve_logging(&self, env: &[(&str, &OsStr)], before: &[&str]) -> (Proc, u16) {
         let config = self.config_path();
-        let proc = spawn(&[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "json",
-        ]);
+        let proc = spawn_with_env(
+            &[
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--log-format",
+                "json",
+            ],
+            env,
+        );
         for needle in before {
             proc.wait_line(needle);
         }
@@ -274,7 +278,7 @@ fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
     fs::rename(&folder, &aside).unwrap();
     // Started anyway (the admin API is how a first certificate arrives),
     // but loudly: an error naming the folder to fill.
-    let (proc, port) = site.serve_logging(&["certs/server/www (or upload it)"]);
+    let (proc, port) = site.serve_logging(&[], &["certs/server/www (or upload it)"]);
     assert!(!site.get(port, false, "/").status.success());
 
     // A certificate the running config already names is not a reason to
@@ -285,6 +289,50 @@ fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
     fs::rename(&aside, &folder).unwrap();
     proc.wait_line("certificate loaded");
     ok_stdout(&site.get(port, true, "/"));
+}
+
+/// A client sending an IP address as SNI (wrk does, and so does openssl
+/// s_client given one) makes rustls warn once per connection; by default
+/// that chatter is filtered out, and RUST_LOG can bring it back.
+#[test]
+fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni() {
+    need("openssl");
+    let site = Site::new(Duration::ZERO);
+    let handshake = |port: u16| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "127.0.0.1", "-brief"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // With RUST_LOG=info the warning is there: the check below can fail.
+    let (proc, port) = site.serve_logging(&[("RUST_LOG", OsStr::new("info"))], &[]);
+    handshake(port);
+    proc.wait_line("Illegal SNI");
+    drop(proc);
+
+    let (proc, port) = site.serve_logging(&[("RUST_LOG", OsStr::new(""))], &[]);
+    handshake(port);
+    // Everything logged after the handshake, up to the last line.
+    proc.signal("TERM");
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("\"stopped\""))
+    {
+        let line = proc.lines.recv_timeout(Duration::from_secs(20));
+        lines.push(line.expect("logged until stopped"));
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("Illegal SNI")),
+        "{lines:?}"
+    );
 }
 
 /// curl's HTTP status for a request (body discarded), and its stderr.

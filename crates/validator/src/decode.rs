@@ -282,7 +282,7 @@ fn pkcs12(
         Err(p12_keystore::error::Error::MacError(_))
         | Err(p12_keystore::error::Error::UnpadError) => {
             out.errors.push(Error::InvalidPassword(format!(
-                "the password does not open the PKCS#12 file {name}; {}",
+                "the password does not open {name} (PKCS#12); {}",
                 origin.wrong_password_fix()
             )));
             return;
@@ -295,7 +295,7 @@ fn pkcs12(
         }
     };
     for (i, bag) in archive.certs.iter().enumerate() {
-        let origin = format!("certificate {} of the PKCS#12 file {name}", i + 1);
+        let origin = format!("certificate {} of {name} (PKCS#12)", i + 1);
         push_cert(out, bag.cert.as_der().to_vec(), origin);
     }
     match archive.keys.as_slice() {
@@ -303,20 +303,20 @@ fn pkcs12(
         [bag] => {
             match key::from_pkcs8(
                 bag.key.as_der(),
-                format!("the private key in the PKCS#12 file {name}"),
+                format!("the private key in {name} (PKCS#12)"),
             ) {
                 Ok(key) => out.key = Some(key),
                 Err(err) => out.errors.push(err),
             }
         }
         many => out.errors.push(Error::InvalidPrivateKeyFormat(format!(
-            "the PKCS#12 file {name} holds {} private keys; export one certificate with its key",
+            "{name} (PKCS#12) holds {} private keys; export one certificate with its key",
             many.len()
         ))),
     }
     if archive.certs.is_empty() {
         out.errors.push(Error::InvalidCertificateFormat(format!(
-            "the PKCS#12 file {name} holds no certificate"
+            "{name} (PKCS#12) holds no certificate"
         )));
     }
 }

@@ -42,7 +42,7 @@ use cert::ParsedCert;
 pub struct Source<'a> {
     /// What to call this input in messages: a file path, e.g.
     /// `certs/www/cert.pem`, or, for input that is not a file, a description
-    /// starting with "the " (the admin API's "the private key"), which
+    /// starting with "the " (the admin API's "the uploaded private key"), which
     /// messages use as it is rather than as "the private key in …".
     pub name: &'a str,
     /// The content.
@@ -501,14 +501,24 @@ fn leaf_usage_findings(leaf: &ParsedCert, findings: &mut Findings) {
     }
 }
 
+/// "a" or "an" before a name as it is read aloud: "an RSA", "an Ed25519",
+/// "an EC", but "a DSA" (initialisms go by the sound of their first letter).
+fn article(name: &str) -> &'static str {
+    match name.chars().next() {
+        Some(c) if "AEFHILMNORSXaeiou".contains(c) => "an",
+        _ => "a",
+    }
+}
+
 fn key_algorithm_findings(algorithm: &KeyAlgorithm, place: &str, findings: &mut Findings) {
+    let a = article(&algorithm.to_string());
     match algorithm.verdict() {
         Verdict::Servable => {}
         Verdict::Weak => findings.error(Error::WeakKey(format!(
-            "{place} uses a {algorithm}-bit key, which current TLS clients refuse; generate a new key of at least 2048 bits (`openssl genrsa -out key.pem 3072`, or ECDSA: `openssl ecparam -genkey -name prime256v1 -noout -out key.pem`) and get a new certificate for it"
+            "{place} uses {a} {algorithm}-bit key, which current TLS clients refuse; generate a new key of at least 2048 bits (`openssl genrsa -out key.pem 3072`, or ECDSA: `openssl ecparam -genkey -name prime256v1 -noout -out key.pem`) and get a new certificate for it"
         ))),
         Verdict::Unsupported => findings.error(Error::UnsupportedKeyAlgorithm(format!(
-            "{place} uses a {algorithm} key; tlsgate serves RSA (2048-8192 bits) and ECDSA P-256, P-384 and P-521 only — generate a supported key and get a new certificate for it"
+            "{place} uses {a} {algorithm} key; tlsgate serves RSA (2048-8192 bits) and ECDSA P-256, P-384 and P-521 only — generate a supported key and get a new certificate for it"
         ))),
     }
 }

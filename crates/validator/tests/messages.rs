@@ -26,7 +26,7 @@ fn options(origin: Origin) -> Options {
 /// store, descriptions for the admin API (crates/tlsgate/src/admin/certs.rs).
 fn names(origin: Origin) -> (&'static str, &'static str) {
     match origin {
-        Origin::Api => ("the certificate", "the private key"),
+        Origin::Api => ("the uploaded certificate", "the uploaded private key"),
         Origin::Cli | Origin::Store => ("certs/www/cert.pem", "certs/www/key.pem"),
     }
 }
@@ -217,10 +217,13 @@ fn the_source_and_the_position_are_each_said_once() {
         "InvalidPrivateKeyFormat",
     );
     assert!(
-        api.starts_with("the private key (PEM block 1 at line 1)"),
+        api.starts_with("the uploaded private key (PEM block 1 at line 1)"),
         "{api}"
     );
-    assert!(!api.contains("the private key in the private key"), "{api}");
+    assert!(
+        !api.contains("private key in the uploaded private key"),
+        "{api}"
+    );
     // A file keeps saying which file the key is in.
     let cli = message(
         &run(
@@ -249,7 +252,7 @@ fn the_source_and_the_position_are_each_said_once() {
         "InvalidPrivateKeyFormat",
     );
     assert_eq!(api.matches("line 2").count(), 1, "{api}");
-    assert_eq!(api.matches("the private key").count(), 1, "{api}");
+    assert_eq!(api.matches("the uploaded private key").count(), 1, "{api}");
     assert!(api.contains("column 3"), "{api}");
 
     // A damaged certificate: "the certificate: line 2, column 4: …".
@@ -261,7 +264,7 @@ fn the_source_and_the_position_are_each_said_once() {
         "InvalidCertificateFormat",
     );
     assert!(
-        api.starts_with("the certificate: line 2, column 4"),
+        api.starts_with("the uploaded certificate: line 2, column 4"),
         "{api}"
     );
     assert_eq!(api.matches("line 2").count(), 1, "{api}");

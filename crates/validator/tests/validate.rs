@@ -532,6 +532,8 @@ fn ed25519_is_unsupported() {
     );
     assert_error(&report, "UnsupportedKeyAlgorithm");
     assert_eq!(report.summary().unwrap().key_algorithm, "Ed25519");
+    let message = report.errors[0].message();
+    assert!(message.contains("uses an Ed25519 key;"), "{message}");
 }
 
 #[test]

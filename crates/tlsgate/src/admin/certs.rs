@@ -150,11 +150,11 @@ fn validate(
     }
     let report = validator::check(&Request {
         certificate: Source {
-            name: "the certificate",
+            name: "the uploaded certificate",
             bytes: &certificate,
         },
         private_key: key.as_deref().map(|bytes| Source {
-            name: "the private key",
+            name: "the uploaded private key",
             bytes,
         }),
         password: body.password.as_deref().map(str::as_bytes),
@@ -193,7 +193,7 @@ fn validate(
                 let ders: Vec<&[u8]> = bundle.chain().iter().map(|c| c.as_ref()).collect();
                 validator::check_crls(
                     &Source {
-                        name: "the CRL",
+                        name: "the uploaded CRL",
                         bytes: crl.as_bytes(),
                     },
                     &ders,
