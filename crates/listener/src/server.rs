@@ -413,6 +413,42 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
     }
 }
 
+/// A fatal `internal_error` alert as a plaintext TLS record: content type
+/// alert, legacy version TLS 1.2, length 2, level fatal, description 80.
+const INTERNAL_ERROR_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80];
+
+/// Largest TLS record: a 5-byte header and up to 2^14 + 2048 bytes.
+const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
+
+/// Answers the ClientHello of a listener that cannot serve TLS right now
+/// with an `internal_error` alert, so that the client reports a server-side
+/// problem ("tlsv1 alert internal error") rather than a connection closed
+/// for no reason. The ClientHello's record is read first: closing with it
+/// unread would reset the connection before the client reads the alert.
+async fn refuse_with_internal_error(mut stream: TcpStream, timeout: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let refuse = async {
+        let mut record = vec![0; MAX_RECORD];
+        let mut filled = 0;
+        loop {
+            let read = stream.read(&mut record[filled..]).await?;
+            if read == 0 {
+                return Ok(());
+            }
+            filled += read;
+            if filled >= 5 {
+                let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
+                if filled >= (5 + length).min(MAX_RECORD) {
+                    break;
+                }
+            }
+        }
+        stream.write_all(&INTERNAL_ERROR_ALERT).await?;
+        stream.shutdown().await
+    };
+    let _: Result<std::io::Result<()>, _> = tokio::time::timeout(timeout, refuse).await;
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -454,6 +490,9 @@ async fn connection(
                     if now.saturating_sub(last) >= 10 {
                         tracing::warn!(listener = %shared.name, client = %peer, %reason, "handshake refused (logged at most every 10 s)");
                     }
+                    let timeout = config.timeouts.handshake;
+                    drop(runtime);
+                    refuse_with_internal_error(stream, timeout).await;
                     return;
                 }
             };

@@ -279,7 +279,12 @@ fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
     // Started anyway (the admin API is how a first certificate arrives),
     // but loudly: an error naming the folder to fill.
     let (proc, port) = site.serve_logging(&[], &["certs/server/www (or upload it)"]);
-    assert!(!site.get(port, false, "/").status.success());
+    // The client is told it is the server's problem: a TLS alert, not a
+    // connection closed without a word.
+    let refused = site.get(port, false, "/");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("alert internal error"), "{stderr}");
 
     // A certificate the running config already names is not a reason to
     // refuse an unrelated change.
