@@ -176,6 +176,10 @@ pub fn block(cert: &Value) -> String {
 fn refusal(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "none".to_owned(),
+        // The store's message lists each finding with its code already.
+        Some(finding) if field(finding, "message").contains(&field(finding, "code")) => {
+            field(finding, "message")
+        }
         Some(finding) => finding_line(finding),
     }
 }

@@ -283,6 +283,17 @@ fn show_percent_encodes_the_name_and_sends_the_kind() {
     assert_eq!(seen.uri, "/v1/certificates/team%2F%2A.example?kind=ca");
     assert!(out.contains("name:         team/*.example\n"), "{out}");
     assert!(out.contains("listeners:    none\n"), "{out}");
+
+    // The store's refusal names its codes itself: each is said once.
+    let mut refused = cert("www", "server", &[]);
+    refused["last_refusal"] = json!({
+        "code": "KeyCertificateMismatch",
+        "message": "server certificate \"www\" in certs/server/www: KeyCertificateMismatch: the key is another's",
+    });
+    let stub = Stub::json(StatusCode::OK, refused);
+    let (result, out, _) = capture(|o| show_with(&stub.client(None), &args, o));
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(out.matches("KeyCertificateMismatch").count(), 1, "{out}");
 }
 
 #[test]
