@@ -135,3 +135,19 @@ pub fn unresolved_certificates(config: &Config, store: &Store) -> Vec<Unresolved
         })
         .collect()
 }
+
+/// The certificates `next` names that the store does not serve and that
+/// `running` did not already name (of that kind, by any listener): what a
+/// reload or a config rewrite must not put in force, as a typo would leave a
+/// listener refusing handshakes. Names `running` already had do not block
+/// an unrelated change; their files may be on their way.
+pub fn newly_unresolved(running: &Config, next: &Config, store: &Store) -> Vec<Unresolved> {
+    let known: Vec<(CertKind, CertificateName)> = references(running)
+        .into_iter()
+        .map(|(_, kind, name)| (kind, name))
+        .collect();
+    unresolved_certificates(next, store)
+        .into_iter()
+        .filter(|u| !known.contains(&(u.reference.1, u.reference.2.clone())))
+        .collect()
+}

@@ -10,12 +10,13 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use notify::RecursiveMode;
-use tlsgate_cert_store::{Store, StoreConfig};
+use tlsgate_cert_store::{CertKind, Store, StoreConfig, StoreEvent};
 use tlsgate_listener::Server;
-use tokio::sync::{Mutex, mpsc};
+use tlsgate_validator::CertificateName;
+use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::admin::{self, AppState};
-use crate::check::{Unresolved, references, unresolved_certificates};
+use crate::check::{newly_unresolved, unresolved_certificates};
 use crate::config::{self, Config, ConfigError};
 use crate::systemd;
 
@@ -147,14 +148,9 @@ async fn serve(config: Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Serving starts anyway: the admin API is how a first certificate is
-    // uploaded, and a file dropped into the store later is picked up. Until
-    // then those listeners refuse handshakes and /readyz says not ready.
-    let waiting = unresolved_certificates(&config, &store);
-    for problem in &waiting {
-        tracing::error!(
-            "{}; the listener refuses handshakes until it is there",
-            problem.message
-        );
+    // uploaded, and a file dropped into the store later is picked up.
+    for problem in unresolved_certificates(&config, &store) {
+        tracing::error!("{}; {UNTIL_IT_ARRIVES}", problem.message);
     }
     let admin_bind = config.admin.bind;
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
@@ -199,7 +195,13 @@ async fn serve(config: Config) -> ExitCode {
     for (name, address) in &listening {
         tracing::info!(listener = %name, %address, "serving");
     }
-    systemd::ready(&serving_status(&listening, &waiting));
+    let mut status = serving_status(&server, &store, &current, None).await;
+    systemd::ready(&status);
+    // Certificates arriving in the store update the status line, and apply
+    // a config refused only for want of them.
+    let mut store_events = store.subscribe();
+    let mut store_open = true;
+    let mut waiting_for: Vec<(CertKind, CertificateName)> = Vec::new();
 
     loop {
         #[cfg(unix)]
@@ -218,6 +220,27 @@ async fn serve(config: Config) -> ExitCode {
         let why = tokio::select! {
             _ = hup => "SIGHUP",
             Some(why) = reload_rx.recv() => why,
+            event = store_events.recv(), if store_open => {
+                let arrived = match event {
+                    Ok(StoreEvent::Loaded { kind, name, .. }) => waiting_for.contains(&(kind, name)),
+                    Ok(_) => false,
+                    // Events were missed: any of them may be the one.
+                    Err(broadcast::error::RecvError::Lagged(_)) => !waiting_for.is_empty(),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        store_open = false;
+                        false
+                    }
+                };
+                if !arrived {
+                    let next = serving_status(&server, &store, &current, None).await;
+                    if next != status {
+                        status = next;
+                        systemd::status(&status);
+                    }
+                    continue;
+                }
+                "a certificate the refused configuration waits for arrived"
+            }
             _ = term => break,
             _ = int => break,
         };
@@ -226,12 +249,12 @@ async fn serve(config: Config) -> ExitCode {
         // running config serving); with Type=notify-reload, `systemctl
         // reload` itself waits for it.
         systemd::reloading();
-        let applied = reload(&server, &store, &current, why).await;
-        let waiting = unresolved_certificates(&*current.lock().await, &store);
-        let mut status = serving_status(&server.listeners().await, &waiting);
-        if !applied {
-            status.push_str("; the last reload was refused (journalctl -u tlsgate says why)");
-        }
+        let outcome = reload(&server, &store, &current, why).await;
+        waiting_for = match &outcome {
+            Reload::WaitingFor(names) => names.clone(),
+            Reload::Applied | Reload::Refused => Vec::new(),
+        };
+        status = serving_status(&server, &store, &current, Some(&outcome)).await;
         systemd::ready(&status);
     }
     systemd::stopping();
@@ -242,38 +265,66 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What a log line about a certificate a listener names but the store
+/// does not serve says happens meanwhile.
+const UNTIL_IT_ARRIVES: &str = "until it is there, clients asking for it get the listener's first certificate that is, and a listener with none of its server certificates (or without its mutual-auth CA) refuses every handshake";
+
 /// The unit's status line in `systemctl status`: what is being served,
-/// and which certificates listeners still wait for.
-fn serving_status(listening: &[(String, std::net::SocketAddr)], waiting: &[Unresolved]) -> String {
-    let listeners: Vec<String> = listening
+/// which certificates listeners name that the store does not serve, and
+/// whether the last reload was refused.
+async fn serving_status(
+    server: &Server,
+    store: &Store,
+    current: &Mutex<Config>,
+    last_reload: Option<&Reload>,
+) -> String {
+    let listeners: Vec<String> = server
+        .listeners()
+        .await
         .iter()
         .map(|(name, address)| format!("{name} on {address}"))
         .collect();
     let mut status = format!("serving {}", listeners.join(", "));
-    if !waiting.is_empty() {
-        let names: Vec<String> = waiting
+    let unresolved = unresolved_certificates(&*current.lock().await, store);
+    if !unresolved.is_empty() {
+        let names: Vec<String> = unresolved
             .iter()
             .map(|u| {
-                format!(
-                    "{} {} {:?}",
-                    u.reference.0,
-                    u.reference.1,
-                    u.reference.2.as_str()
-                )
+                let (listener, kind, name) = &u.reference;
+                format!("{listener}: {kind} {:?}", name.as_str())
             })
             .collect();
         status.push_str(&format!(
-            "; certificates not in the store: {} (their listeners refuse handshakes)",
+            "; not in the store or refused: {}",
             names.join(", ")
         ));
+    }
+    match last_reload {
+        Some(Reload::Refused) => {
+            status.push_str("; the last reload was refused (journalctl -u tlsgate says why)");
+        }
+        Some(Reload::WaitingFor(_)) => status.push_str(
+            "; the last reload waits for certificates it names (journalctl -u tlsgate says which)",
+        ),
+        Some(Reload::Applied) | None => {}
     }
     status
 }
 
+/// How a reload ended.
+enum Reload {
+    /// The new config is in force.
+    Applied,
+    /// The new config is refused; the running one stays.
+    Refused,
+    /// The new config names certificates the store does not serve yet; it
+    /// is applied when they arrive (or on the next reload).
+    WaitingFor(Vec<(CertKind, CertificateName)>),
+}
+
 /// Re-reads the config; a bad one is refused and the running one kept.
 /// The lock serialises reloads with the admin API's config rewrites.
-/// Returns whether the new config was applied.
-async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &str) -> bool {
+async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &str) -> Reload {
     let mut current = current.lock().await;
     let next = match config::load(&current.path) {
         Ok(next) => next,
@@ -285,33 +336,27 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
                 trigger = why,
                 "configuration refused; the running configuration stays in force"
             );
-            return false;
+            return Reload::Refused;
         }
     };
-    // A certificate name the running config did not have, and the store
-    // does not serve, is a typo more often than not: taking it would leave
-    // that listener refusing every handshake. A name the running config
-    // already had stays (its files may be on their way), so an unrelated
-    // change, such as taking out a dead backend, still applies.
-    let running = references(&current);
-    let (new, kept): (Vec<Unresolved>, Vec<Unresolved>) = unresolved_certificates(&next, store)
-        .into_iter()
-        .partition(|u| !running.contains(&u.reference));
-    if !new.is_empty() {
-        for problem in &new {
-            tracing::error!("{}", problem.message);
-        }
-        tracing::error!(
-            trigger = why,
-            "configuration refused: it names certificates the store does not serve; the running configuration stays in force (put them in the store first, or fix the names)"
-        );
-        return false;
-    }
-    for problem in &kept {
-        tracing::warn!("{}", problem.message);
-    }
     if next.store.dir != current.store.dir {
         tracing::warn!("store.dir changed; the new store is used after a restart");
+    } else {
+        let new = newly_unresolved(&current, &next, store);
+        if !new.is_empty() {
+            for problem in &new {
+                tracing::error!("{}", problem.message);
+            }
+            tracing::error!(
+                trigger = why,
+                "configuration not applied yet: it names certificates the store does not serve; the running configuration stays in force until they arrive (put them in the store or upload them), or fix the names"
+            );
+            return Reload::WaitingFor(
+                new.into_iter()
+                    .map(|u| (u.reference.1, u.reference.2))
+                    .collect(),
+            );
+        }
     }
     for note in &next.notes {
         tracing::warn!("{note}");
@@ -319,12 +364,15 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
     match server.apply(next.listeners.clone()).await {
         Ok(()) => {
             tracing::info!(trigger = why, "configuration reloaded");
+            for problem in unresolved_certificates(&next, store) {
+                tracing::warn!("{}; {UNTIL_IT_ARRIVES}", problem.message);
+            }
             *current = next;
-            true
+            Reload::Applied
         }
         Err(err) => {
             tracing::error!(trigger = why, error = %err, "configuration refused; the running configuration stays in force");
-            false
+            Reload::Refused
         }
     }
 }

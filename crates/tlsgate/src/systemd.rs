@@ -23,6 +23,11 @@ pub fn ready(status: &str) {
     );
 }
 
+/// A new status line for `systemctl status`, readiness unchanged.
+pub fn status(status: &str) {
+    send("the service's status", &[NotifyState::Status(status)]);
+}
+
 /// A reload has begun. MONOTONIC_USEC is what systemd ≥ 253 needs to match
 /// the message to the reload it requested (`Type=notify-reload`); older
 /// versions ignore it.

@@ -1333,6 +1333,33 @@ address = "{backend}"
     );
     assert_eq!(fs::read(site.config()).unwrap(), original);
 
+    // The file holds an edit not in force (a name the store lacks, so a
+    // reload waits for it): a replace must not carry it in.
+    let original_text = String::from_utf8(original.clone()).unwrap();
+    let edited =
+        original_text.replace(r#"certificates = ["c"]"#, r#"certificates = ["c", "typo"]"#);
+    assert_ne!(edited, original_text);
+    site.write_config(&edited);
+    let reply = gate.api(
+        "POST",
+        "/v1/certificates/a/replace",
+        Some(&json!({"with": "b"})),
+    );
+    let body = assert_error(
+        &reply,
+        404,
+        "CertificateNotFound",
+        "replace carrying a typo",
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"typo\"")),
+        "{body}"
+    );
+    assert_eq!(fs::read_to_string(site.config()).unwrap(), edited);
+    site.write_config(&original_text);
+
     // For real.
     let reply = gate.api(
         "POST",

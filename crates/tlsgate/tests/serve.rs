@@ -239,15 +239,17 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     let body = ok_stdout(&site.get(port, true, "/"));
     assert!(body.starts_with("backend"), "{body}");
 
-    // A typo in a certificate or CA name is refused like a syntax error:
-    // taken, it would leave the listener refusing every handshake.
-    for (good, typo, kind) in [
+    // A certificate or CA name the store does not serve (a typo, or files
+    // not there yet) is not put in force: taken, it would leave the
+    // listener refusing every handshake. Once the store has it, it is.
+    for (good, typo, folder, kind) in [
         (
             "certificates = [\"www\"]",
             "certificates = [\"ww\"]",
+            "server/www",
             "server",
         ),
-        ("ca = \"clients\"", "ca = \"client\"", "ca"),
+        ("ca = \"clients\"", "ca = \"client\"", "ca/clients", "ca"),
     ] {
         let text = site.config_text(true);
         assert!(text.contains(good), "{text}");
@@ -257,8 +259,19 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
             line.contains(&format!("{kind} certificate")) && line.contains("certs/"),
             "names the certificate and the folder to fill: {line}"
         );
-        proc.wait_line("configuration refused");
+        proc.wait_line("configuration not applied yet");
         assert!(!site.get(port, false, "/").status.success());
+        ok_stdout(&site.get(port, true, "/"));
+
+        // The files arrive under that name: the waiting config applies.
+        let from = site.path.join("certs").join(folder);
+        let to = from.with_file_name(typo.split('"').nth(1).unwrap());
+        fs::create_dir(&to).unwrap();
+        for file in fs::read_dir(&from).unwrap() {
+            let file = file.unwrap().path();
+            fs::copy(&file, to.join(file.file_name().unwrap())).unwrap();
+        }
+        proc.wait_line("configuration reloaded");
         ok_stdout(&site.get(port, true, "/"));
     }
 

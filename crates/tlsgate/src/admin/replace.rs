@@ -20,6 +20,7 @@ use toml_edit::{DocumentMut, Value};
 
 use super::certs::json_body;
 use super::{ApiError, Shared};
+use crate::check::newly_unresolved;
 use crate::config;
 
 /// Body of a replace-many request.
@@ -209,6 +210,20 @@ pub async fn replace_many(
             ),
         )
     })?;
+    // The file may hold an edit the running config does not (a reload
+    // waiting for its certificates): that edit must not ride in with this
+    // one while it names certificates the store does not serve.
+    let unserved = newly_unresolved(&current, &next, &state.store);
+    if !unserved.is_empty() {
+        let messages: Vec<&str> = unserved.iter().map(|u| u.message.as_str()).collect();
+        return Err(ApiError::new(
+            "CertificateNotFound",
+            format!(
+                "the re-pointed config would name certificates the store does not serve (the config file has edits not yet in force): {}",
+                messages.join("; ")
+            ),
+        ));
+    }
     write_atomically(&current.path, &new_text).map_err(|e| {
         ApiError::new(
             "InternalError",
