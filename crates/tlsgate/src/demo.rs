@@ -37,7 +37,7 @@ pub struct DemoArgs {
 const DEFAULT_BIND: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8443);
 
-/// Runs the demo until Ctrl-C or SIGTERM.
+/// Runs the demo until Ctrl-C, SIGTERM or SIGHUP.
 pub fn run(args: &DemoArgs) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -49,7 +49,8 @@ pub fn run(args: &DemoArgs) -> ExitCode {
     match runtime.block_on(demo(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("tlsgate demo: {err:#}");
+            // Not eprintln!: with the terminal gone it would panic.
+            let _ = writeln!(std::io::stderr(), "tlsgate demo: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -201,6 +202,9 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     let url = format!("https://localhost:{}/", address.port());
     let d = root.display();
     let backend_list: Vec<String> = backends.iter().map(ToString::to_string).collect();
+    // Before it says it runs: a signal sent on seeing that line must stop
+    // it cleanly, not kill it with its keys left behind.
+    let stop = StopSignals::install();
     let mut out = std::io::stdout().lock();
     writeln!(out, "tlsgate demo is running (Ctrl-C to stop)")?;
     writeln!(out)?;
@@ -248,8 +252,10 @@ async fn demo(args: &DemoArgs) -> Result<()> {
     out.flush()?;
     drop(out);
 
-    wait_for_stop().await;
-    eprintln!("stopping: draining in-flight requests");
+    stop.wait().await;
+    // The terminal may be gone (SIGHUP): a failed write is no reason to
+    // skip the drain and the clean-up.
+    let _ = writeln!(std::io::stderr(), "stopping: draining in-flight requests");
     server.shutdown().await;
     Ok(())
 }
@@ -257,19 +263,40 @@ async fn demo(args: &DemoArgs) -> Result<()> {
 /// Ctrl-C, SIGTERM, or SIGHUP (the terminal closed): every way a
 /// foreground demo ends short of SIGKILL, so its throwaway keys are
 /// removed.
-async fn wait_for_stop() {
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use crate::serve::next_signal;
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).ok();
-        let mut hangup = signal(SignalKind::hangup()).ok();
-        tokio::select! {
-            _ = next_signal(&mut terminate) => {}
-            _ = next_signal(&mut hangup) => {}
-            _ = tokio::signal::ctrl_c() => {}
+    streams: [Option<tokio::signal::unix::Signal>; 3],
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                streams: [
+                    signal(SignalKind::interrupt()).ok(),
+                    signal(SignalKind::terminate()).ok(),
+                    signal(SignalKind::hangup()).ok(),
+                ],
+            }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            use crate::serve::next_signal;
+            let [mut interrupt, mut terminate, mut hangup] = self.streams;
+            tokio::select! {
+                _ = next_signal(&mut interrupt) => {}
+                _ = next_signal(&mut terminate) => {}
+                _ = next_signal(&mut hangup) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

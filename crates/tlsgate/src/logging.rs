@@ -36,7 +36,10 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // On a failed write (the terminal closed) it would report the failure
+        // with eprintln!, which panics on the same dead stderr.
+        .log_internal_errors(false);
     let result = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),

@@ -76,13 +76,44 @@ fn the_demo_removes_its_keys_when_the_terminal_closes_and_a_busy_bind_is_an_erro
     // An address asked for is that address or an error, not another port.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let out = Command::new(bin())
-        .args(["demo", "--bind", &address])
+    let mut busy = spawn(&["demo", "--bind", &address]);
+    let line = busy.wait_line("tlsgate demo:");
+    assert!(line.contains(&address), "{line}");
+    assert!(!busy.wait_exit().success());
+}
+
+/// Closing the terminal for real: the demo on a pseudo-terminal whose
+/// other end goes away (SIGHUP, then every write to the terminal fails
+/// with EIO) still drains, removes its keys and exits 0, rather than
+/// panicking on its first write to the dead terminal.
+#[test]
+fn the_demo_survives_its_terminal_going_away() {
+    need("python3");
+    let script = r#"
+import os, pty, signal, sys, time
+signal.alarm(30)
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "demo", "--bind", "127.0.0.1:0"])
+seen, deadline = b"", time.time() + 20
+while b"Hot swap" not in seen and time.time() < deadline:
+    seen += os.read(fd, 4096)
+folder = seen.decode().split("--cacert ")[1].split("/ca.pem")[0]
+os.close(fd)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), os.path.exists(folder))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, bin().to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&address), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "0 False",
+        "exit code and whether the keys are left: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A store, a config file and two backends for `serve` tests.
