@@ -205,7 +205,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} has no unit; write e.g. \"500ms\", \"2s\" or \"1m\""))?;
     let (number, unit) = text.split_at(split);
-    if unit.starts_with(['.', ',']) && !number.is_empty() {
+    if unit.starts_with('.') && !number.is_empty() {
         return Err(format!(
             "{text:?} is a fraction; durations are whole numbers of a unit: use a smaller unit (\"1500ms\" for 1.5 s, \"90s\" for 1.5 m)"
         ));

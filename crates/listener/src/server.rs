@@ -417,31 +417,32 @@ fn handshake_reason(err: &std::io::Error) -> &'static str {
 /// alert, legacy version TLS 1.2, length 2, level fatal, description 80.
 const INTERNAL_ERROR_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80];
 
-/// Largest TLS record: a 5-byte header and up to 2^14 + 2048 bytes.
-const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
+/// TLS record content type of a handshake message (the ClientHello).
+const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Answers the ClientHello of a listener that cannot serve TLS right now
 /// with an `internal_error` alert, so that the client reports a server-side
 /// problem ("tlsv1 alert internal error") rather than a connection closed
-/// for no reason. The ClientHello's record is read first: closing with it
-/// unread would reset the connection before the client reads the alert.
+/// for no reason. The ClientHello's record is read (and dropped) first:
+/// closing with it unread would reset the connection before the client
+/// reads the alert. Anything that is not a TLS handshake record is closed
+/// at once.
 async fn refuse_with_internal_error(mut stream: TcpStream, timeout: Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let refuse = async {
-        let mut record = vec![0; MAX_RECORD];
-        let mut filled = 0;
-        loop {
-            let read = stream.read(&mut record[filled..]).await?;
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header).await?;
+        if header[0] != HANDSHAKE_RECORD {
+            return Ok(());
+        }
+        let mut left = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let mut scratch = [0u8; 512];
+        while left > 0 {
+            let read = stream.read(&mut scratch[..left.min(512)]).await?;
             if read == 0 {
                 return Ok(());
             }
-            filled += read;
-            if filled >= 5 {
-                let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
-                if filled >= (5 + length).min(MAX_RECORD) {
-                    break;
-                }
-            }
+            left -= read;
         }
         stream.write_all(&INTERNAL_ERROR_ALERT).await?;
         stream.shutdown().await

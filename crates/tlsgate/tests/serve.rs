@@ -325,7 +325,13 @@ fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
     let (proc, port) = site.serve_logging(&[], &["certs/server/www (or upload it)"]);
     // The client is told it is the server's problem: a TLS alert, not a
     // connection closed without a word.
-    let refused = site.get(port, false, "/");
+    need("openssl");
+    let refused = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost", "-brief"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("alert internal error"), "{stderr}");
