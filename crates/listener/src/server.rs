@@ -493,7 +493,9 @@ async fn connection(
                     }
                     let timeout = config.timeouts.handshake;
                     drop(runtime);
-                    refuse_with_internal_error(stream, timeout).await;
+                    // Boxed: its buffers are then never part of the size of
+                    // every connection's future, idle ones included.
+                    Box::pin(refuse_with_internal_error(stream, timeout)).await;
                     return;
                 }
             };
