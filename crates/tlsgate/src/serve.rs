@@ -201,7 +201,7 @@ async fn serve(config: Config) -> ExitCode {
     // a config refused only for want of them.
     let mut store_events = store.subscribe();
     let mut store_open = true;
-    let mut waiting_for: Vec<(CertKind, CertificateName)> = Vec::new();
+    let mut last_reload: Option<Reload> = None;
 
     loop {
         #[cfg(unix)]
@@ -221,6 +221,10 @@ async fn serve(config: Config) -> ExitCode {
             _ = hup => "SIGHUP",
             Some(why) = reload_rx.recv() => why,
             event = store_events.recv(), if store_open => {
+                let waiting_for = match &last_reload {
+                    Some(Reload::WaitingFor(names)) => names.as_slice(),
+                    _ => &[],
+                };
                 let arrived = match event {
                     Ok(StoreEvent::Loaded { kind, name, .. }) => waiting_for.contains(&(kind, name)),
                     Ok(_) => false,
@@ -232,7 +236,7 @@ async fn serve(config: Config) -> ExitCode {
                     }
                 };
                 if !arrived {
-                    let next = serving_status(&server, &store, &current, None).await;
+                    let next = serving_status(&server, &store, &current, last_reload.as_ref()).await;
                     if next != status {
                         status = next;
                         systemd::status(&status);
@@ -250,11 +254,8 @@ async fn serve(config: Config) -> ExitCode {
         // reload` itself waits for it.
         systemd::reloading();
         let outcome = reload(&server, &store, &current, why).await;
-        waiting_for = match &outcome {
-            Reload::WaitingFor(names) => names.clone(),
-            Reload::Applied | Reload::Refused => Vec::new(),
-        };
         status = serving_status(&server, &store, &current, Some(&outcome)).await;
+        last_reload = Some(outcome);
         systemd::ready(&status);
     }
     systemd::stopping();
