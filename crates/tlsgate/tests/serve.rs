@@ -326,12 +326,7 @@ fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
     // The client is told it is the server's problem: a TLS alert, not a
     // connection closed without a word.
     need("openssl");
-    let refused = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-servername", "localhost", "-brief"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let refused = s_client(port, "localhost");
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("alert internal error"), "{stderr}");
@@ -346,6 +341,17 @@ fn serve_starts_without_its_certificate_says_so_and_serves_once_it_arrives() {
     ok_stdout(&site.get(port, true, "/"));
 }
 
+/// `openssl s_client` to 127.0.0.1:`port` with `servername` as SNI, stdin
+/// closed so it ends after the handshake.
+fn s_client(port: u16, servername: &str) -> Output {
+    Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", servername, "-brief"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// A client sending an IP address as SNI (wrk does, and so does openssl
 /// s_client given one) makes rustls warn once per connection; by default
 /// that chatter is filtered out, and RUST_LOG can bring it back.
@@ -354,12 +360,7 @@ fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni() {
     need("openssl");
     let site = Site::new(Duration::ZERO);
     let handshake = |port: u16| {
-        let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-            .args(["-servername", "127.0.0.1", "-brief"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = s_client(port, "127.0.0.1");
         assert!(
             out.status.success(),
             "{}",
