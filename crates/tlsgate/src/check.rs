@@ -73,20 +73,38 @@ pub fn run(path: &Path) -> ExitCode {
     }
 }
 
-/// A certificate a listener names: (listener, kind, name).
-pub type Reference = (String, CertKind, CertificateName);
+/// A certificate a listener names.
+#[derive(Debug)]
+pub struct Reference {
+    /// The listener.
+    pub listener: String,
+    /// A server certificate, or mutual authentication's CA.
+    pub kind: CertKind,
+    /// The certificate's name.
+    pub name: CertificateName,
+}
 
 /// Every certificate the config's listeners name, server certificates and
 /// mutual authentication's CA.
-pub fn references(config: &Config) -> Vec<Reference> {
+fn references(config: &Config) -> Vec<Reference> {
     let mut all = Vec::new();
     for listener in &config.listeners {
         let Some(tls) = listener.tls() else { continue };
-        for name in &tls.certificates {
-            all.push((listener.name.clone(), CertKind::Server, name.clone()));
-        }
-        if let Some(auth) = &tls.mutual_auth {
-            all.push((listener.name.clone(), CertKind::Ca, auth.ca.clone()));
+        let named = tls
+            .certificates
+            .iter()
+            .map(|name| (CertKind::Server, name))
+            .chain(
+                tls.mutual_auth
+                    .as_ref()
+                    .map(|auth| (CertKind::Ca, &auth.ca)),
+            );
+        for (kind, name) in named {
+            all.push(Reference {
+                listener: listener.name.clone(),
+                kind,
+                name: name.clone(),
+            });
         }
     }
     all
@@ -108,9 +126,13 @@ pub fn unresolved_certificates(config: &Config, store: &Store) -> Vec<Unresolved
     let snapshot = store.snapshot();
     references(config)
         .into_iter()
-        .filter(|(_, kind, name)| !snapshot.contains(*kind, name))
+        .filter(|r| !snapshot.contains(r.kind, &r.name))
         .map(|reference| {
-            let (listener, kind, name) = &reference;
+            let Reference {
+                listener,
+                kind,
+                name,
+            } = &reference;
             let message = match store.refusal(*kind, name) {
                 // The refusal's message carries its own error code.
                 Some((_code, refusal)) => format!(
@@ -142,12 +164,13 @@ pub fn unresolved_certificates(config: &Config, store: &Store) -> Vec<Unresolved
 /// listener refusing handshakes. Names `running` already had do not block
 /// an unrelated change; their files may be on their way.
 pub fn newly_unresolved(running: &Config, next: &Config, store: &Store) -> Vec<Unresolved> {
-    let known: Vec<(CertKind, CertificateName)> = references(running)
-        .into_iter()
-        .map(|(_, kind, name)| (kind, name))
-        .collect();
+    let known = references(running);
     unresolved_certificates(next, store)
         .into_iter()
-        .filter(|u| !known.contains(&(u.reference.1, u.reference.2.clone())))
+        .filter(|u| {
+            !known
+                .iter()
+                .any(|r| r.kind == u.reference.kind && r.name == u.reference.name)
+        })
         .collect()
 }

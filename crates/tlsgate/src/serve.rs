@@ -291,8 +291,8 @@ async fn serving_status(
         let names: Vec<String> = unresolved
             .iter()
             .map(|u| {
-                let (listener, kind, name) = &u.reference;
-                format!("{listener}: {kind} {:?}", name.as_str())
+                let r = &u.reference;
+                format!("{}: {} {:?}", r.listener, r.kind, r.name.as_str())
             })
             .collect();
         status.push_str(&format!(
@@ -354,7 +354,7 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
             );
             return Reload::WaitingFor(
                 new.into_iter()
-                    .map(|u| (u.reference.1, u.reference.2))
+                    .map(|u| (u.reference.kind, u.reference.name))
                     .collect(),
             );
         }
