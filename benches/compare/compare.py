@@ -17,6 +17,10 @@ Design in short:
   time) or the load generator's (CPU 1 busy time from /proc/stat).
 - Every subprocess has a timeout, and everything started here is stopped
   by PID on exit, including on Ctrl-C.
+- `--proxy-quota F` caps the proxy at a fraction F of CPU 0 (a cgroup CPU
+  quota). On two cores the load generator and backends otherwise run out
+  of CPU 1 before a fast proxy runs out of CPU 0, and the rate measures
+  CPU 1; with the proxy capped below that, the rate is the proxy's own.
 
 Standard library only (Python 3.11).
 """
@@ -65,6 +69,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 ONE_MIB = 1024 * 1024
 # A core counts as the limit when it was at least this busy.
 SATURATED = 0.85
+# The share of CPU 0 the proxy may use (--proxy-quota); 1.0: all of it.
+PROXY_SHARE = 1.0
+# CFS period of that quota: short, so that a capped proxy runs in slices
+# of a few milliseconds rather than stalling for tens of them.
+QUOTA_PERIOD_US = 10_000
 # Other processes' CPU time on our two cores (fraction of one core) past
 # which a figure is marked as disturbed.
 NOISY = 0.10
@@ -206,6 +215,42 @@ def pinned(cpu: str, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *cmd]
 
 
+class CpuQuota:
+    """A cgroup capping its processes at a share of one CPU (v2 `cpu.max`,
+    or v1 `cpu.cfs_quota_us`). Needs root, like any cgroup of one's own."""
+
+    NAME = "tlsgate-compare-proxy"
+
+    def __init__(self, share: float) -> None:
+        root = Path("/sys/fs/cgroup")
+        quota = int(share * QUOTA_PERIOD_US)
+        if (root / "cgroup.controllers").exists():
+            if "cpu" not in (root / "cgroup.controllers").read_text().split():
+                raise SystemExit("--proxy-quota: the cgroup v2 cpu controller is not available here")
+            (root / "cgroup.subtree_control").write_text("+cpu")
+            self.path = root / self.NAME
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{quota} {QUOTA_PERIOD_US}")
+        elif (root / "cpu").is_dir():
+            self.path = root / "cpu" / self.NAME
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(QUOTA_PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            raise SystemExit("--proxy-quota: no cgroup CPU controller under /sys/fs/cgroup")
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """cmd, started inside the cgroup (its children stay in it); the
+        shell execs it, so the PID is cmd's."""
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *cmd]
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError as err:
+            log(f"cgroup {self.path} left in place: {err}")
+
+
 def port_free(port: int) -> bool:
     """Nothing listens on the port (TIME_WAIT leftovers do not count: the
     proxies bind with SO_REUSEADDR too)."""
@@ -307,6 +352,7 @@ class Env:
     procs: Processes
     backend_pid: int = 0
     values: dict[str, object] = field(default_factory=dict)
+    quota: CpuQuota | None = None
 
 
 def write_configs(env: Env) -> None:
@@ -464,7 +510,7 @@ class Window:
         """P: the proxy used its core; p: the proxy's core was full but
         not with the proxy alone (softirq, other processes); G: the load
         generator's core was full; -: neither."""
-        if self.proxy_util >= SATURATED:
+        if self.proxy_util >= SATURATED * PROXY_SHARE:
             out = "P"
         else:
             out = "p" if self.proxy_core_util >= SATURATED else ""
@@ -881,7 +927,10 @@ def measure_proxy(env: Env, name: str, test: str, results: Results, opts, first:
         if not wait_port_free(p):
             raise RuntimeError(f"port {p} still in use")
     log(f"{name}: starting on CPU {PROXY_CPU}")
-    proc = env.procs.start(name, pinned(PROXY_CPU, proxy_command(env, name)), env.work / f"{name}.log")
+    cmd = pinned(PROXY_CPU, proxy_command(env, name))
+    if env.quota:
+        cmd = env.quota.wrap(cmd)
+    proc = env.procs.start(name, cmd, env.work / f"{name}.log")
     ctx = Ctx(env, name, proc.pid, results, opts)  # taskset execs the proxy: same PID
     try:
         wait_ready(port, proc)
@@ -1098,12 +1147,16 @@ def report(results: Results, opts, proxies: list[str], started: str, versions: l
         f"# tlsgate vs NGINX vs HAProxy ({'quick run' if opts.quick else 'full run'})",
         "",
         f"{started}. Each figure is the median of {reps} run{'s' if reps > 1 else ''} of {opts.duration} s; "
-        "one proxy alive at a time, pinned to CPU 0 (single worker/thread); load generators and backends on CPU 1. "
+        "one proxy alive at a time, pinned to CPU 0 (single worker/thread)"
+        + (f", capped at {PROXY_SHARE:.0%} of it by a cgroup CPU quota ({QUOTA_PERIOD_US // 1000} ms period)"
+           if PROXY_SHARE < 1.0 else "")
+        + "; load generators and backends on CPU 1. "
         "↑ higher is better, ↓ lower is better.",
         "",
         *lines,
         "",
-        "Limited by, for each proxy in column order: `P` the proxy used ≥ 85 % of its core (CPU 0); "
+        f"Limited by, for each proxy in column order: `P` the proxy used ≥ {SATURATED * PROXY_SHARE:.0%} of its core (CPU 0)"
+        + (" (85 % of its quota)" if PROXY_SHARE < 1.0 else "") + "; "
         "`p` CPU 0 was ≥ 85 % busy but not all with the proxy (kernel softirq for loopback traffic, "
         "other processes); `G` the load generator's core (CPU 1: load generator + backends) was ≥ 85 % busy; "
         "`-` neither (latency or concurrency bound); `PG` both cores full, so the rate is bounded by the load "
@@ -1121,7 +1174,12 @@ def report(results: Results, opts, proxies: list[str], started: str, versions: l
         *versions,
     ]
     if "tlsgate" in proxies and "nginx" in proxies:
-        out += ["", "## Done criteria (tlsgate vs NGINX / HAProxy)", "", *done_criteria(results)]
+        out += ["", "## Done criteria (tlsgate vs NGINX / HAProxy)", ""]
+        if PROXY_SHARE < 1.0:
+            out += ["With the proxy capped (--proxy-quota), rates compare the proxies where each is the "
+                    "limit, and latencies include the quota's stalls: the issue's targets are judged on a "
+                    "run without the cap.", ""]
+        out += done_criteria(results)
     noisy = []
     for p in cols:
         hit = [s.window.foreign for m in METRICS
@@ -1155,6 +1213,9 @@ def parse_args() -> argparse.Namespace:
                     help="before each test, wait up to this many seconds for the cores to be idle (0: never)")
     ap.add_argument("--quiet-budget", type=float, default=300.0,
                     help="total seconds a run may spend waiting for idle cores")
+    ap.add_argument("--proxy-quota", type=float, metavar="F",
+                    help="cap the proxy at this fraction of CPU 0 (0.1-0.95; cgroup CPU quota, needs root) "
+                         "so that it, not the load generator's core, is the limit")
     ap.add_argument("--h1-connections", type=int, default=50)
     ap.add_argument("--h2-connections", type=int, default=50)
     ap.add_argument("--h2-streams", type=int, default=10)
@@ -1171,6 +1232,8 @@ def parse_args() -> argparse.Namespace:
     unknown = set(opts.proxies) - set(PROXIES)
     if unknown or not opts.proxies:
         ap.error(f"--only takes {', '.join(PROXIES)}")
+    if opts.proxy_quota is not None and not 0.1 <= opts.proxy_quota <= 0.95:
+        ap.error("--proxy-quota takes a fraction of one core between 0.1 and 0.95")
     opts.out = opts.out or HERE / "results" / ("quick.md" if opts.quick else "latest.md")
     return opts
 
@@ -1229,6 +1292,10 @@ def main() -> int:
     t0 = time.monotonic()
     try:
         log(f"work dir {work}")
+        if opts.proxy_quota is not None:
+            global PROXY_SHARE
+            PROXY_SHARE = opts.proxy_quota
+            env.quota = CpuQuota(opts.proxy_quota)
         make_pki(env.pki)
         write_configs(env)
         for p in opts.proxies:
@@ -1272,6 +1339,8 @@ def main() -> int:
         log(f"report written to {opts.out}")
     finally:
         procs.stop_all()
+        if env.quota:
+            env.quota.remove()
         if opts.keep_work:
             log(f"work dir kept: {work}")
         else:
