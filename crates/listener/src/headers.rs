@@ -331,6 +331,62 @@ pub(crate) fn rewrite_request<'a>(
     added
 }
 
+/// Makes the request's Host the one the backend gets, or says why the
+/// request is malformed (400). One Host at most (RFC 9112 §3.2); an
+/// HTTP/1.1 request needs one; the request target's authority (absolute
+/// form, HTTP/2 `:authority`) is the host (RFC 9112 §3.2.2) and, under
+/// HTTP/2, a Host beside it must name the same (RFC 9113 §8.3.1). Otherwise
+/// a virtual-host backend and a cache in front of it could each take the
+/// request for a different host.
+pub(crate) fn settle_host(
+    version: http::Version,
+    uri: &http::Uri,
+    headers: &mut HeaderMap,
+) -> Result<(), &'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("the request has more than one Host header");
+    }
+    let Some(authority) = uri.authority() else {
+        return match host {
+            Some(host) if !is_host(host.as_bytes()) => {
+                Err("the request's Host header is not a valid host[:port]")
+            }
+            Some(_) => Ok(()),
+            None if version == http::Version::HTTP_11 => {
+                Err("an HTTP/1.1 request needs a Host header")
+            }
+            None => Ok(()),
+        };
+    };
+    if !is_host(authority.as_str().as_bytes()) {
+        return Err("the request target's authority is not a valid host[:port]");
+    }
+    if version >= http::Version::HTTP_2 {
+        if let Some(host) = host {
+            return if host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            {
+                Ok(())
+            } else {
+                Err("the request's Host header and :authority name different hosts")
+            };
+        }
+    }
+    let host = HeaderValue::from_str(authority.as_str())
+        .map_err(|_| "the request target's authority is not a valid host[:port]")?;
+    headers.insert(header::HOST, host);
+    Ok(())
+}
+
+/// `host[:port]`: an authority without user information (RFC 9110 §4.2.4
+/// deprecates it, and it never belongs in Host).
+fn is_host(value: &[u8]) -> bool {
+    !value.contains(&b'@') && http::uri::Authority::try_from(value).is_ok()
+}
+
 /// Bytes of the request line and header lines as they appear on the wire
 /// (`NAME: VALUE\r\n`), the measure `max_header_bytes` limits (R13).
 pub(crate) fn header_bytes(method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> usize {

@@ -16,6 +16,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::headers::{self, ConnectionFacts};
 use crate::keepalive::InFlightGuard;
 use crate::runtime::Runtime;
+use crate::server::MAX_HEADER_LINES;
 use crate::stats::ListenerStats;
 use crate::tunnel::Tunnel;
 use crate::upstream::{BackendBody, SendError};
@@ -150,13 +151,19 @@ async fn forward(
             "the request line and headers are larger than this listener allows (max_header_bytes)",
         );
     }
+    // hyper holds HTTP/1.1 to this itself; HTTP/2 header blocks are
+    // bounded only in bytes.
+    if parts.headers.len() > MAX_HEADER_LINES {
+        discard_h2_body(parts.version, body);
+        return local_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request has more than 1000 header lines",
+        );
+    }
     // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                parts.headers.insert(header::HOST, host);
-            }
-        }
+    if let Err(problem) = headers::settle_host(parts.version, &parts.uri, &mut parts.headers) {
+        discard_h2_body(parts.version, body);
+        return local_response(StatusCode::BAD_REQUEST, problem);
     }
     let upgrade = headers::upgrade_requested(parts.version, &parts.headers, body.is_end_stream());
     let mut added = headers::rewrite_request(&mut parts.headers, facts);
@@ -173,6 +180,8 @@ async fn forward(
     // nor Transfer-Encoding needs rewriting here.
     let mut request = Request::from_parts(parts, body);
 
+    // The backend being tried when the request timeout ends the attempt.
+    let mut waiting_on: Option<Arc<crate::backend::Backend>> = None;
     let attempt = async {
         let mut tried: Vec<usize> = Vec::new();
         loop {
@@ -193,6 +202,7 @@ async fn forward(
                 };
             };
             let backend = Arc::clone(lease.backend());
+            waiting_on = Some(Arc::clone(&backend));
             let address = &backend.address;
             match backend
                 .connections()
@@ -226,13 +236,16 @@ async fn forward(
             }
         }
     };
-    match tokio::time::timeout(config.timeouts.request, attempt).await {
-        Ok(response) => response,
-        Err(_) => local_response(
+    let outcome = tokio::time::timeout(config.timeouts.request, attempt).await;
+    outcome.unwrap_or_else(|_| {
+        if let Some(backend) = &waiting_on {
+            tracing::warn!(listener = %config.name, backend = %backend.address, timeout = ?config.timeouts.request, "the backend did not answer in time (timeouts.request); the client got 504");
+        }
+        local_response(
             StatusCode::GATEWAY_TIMEOUT,
             "the backend did not answer in time (timeouts.request)",
-        ),
-    }
+        )
+    })
 }
 
 /// A backend's 101: the client gets it (with `Upgrade` and `Connection:

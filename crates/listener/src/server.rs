@@ -40,8 +40,9 @@ pub enum ServeError {
     },
 }
 
-/// Header lines per HTTP/1.1 request; past it, 431.
-const MAX_HEADER_LINES: usize = 1000;
+/// Header lines per request; past it, 431 (hyper applies it to HTTP/1.1,
+/// the proxy to HTTP/2).
+pub(crate) const MAX_HEADER_LINES: usize = 1000;
 
 /// State shared by a listener's connections.
 struct Shared {

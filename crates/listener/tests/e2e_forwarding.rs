@@ -647,19 +647,123 @@ async fn an_idle_keepalive_connection_is_parked_and_serves_its_next_request() {
 async fn more_than_1000_header_lines_get_431_and_990_pass() {
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
-    let config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    // Room in bytes (HTTP/2 also bounds a header block's HPACK size by
+    // it), so that the line count is the limit met.
+    config.limits.max_header_bytes = 256 * 1024;
     let (_server, addr) = start(&fx.store, vec![config]).await;
-    for (lines, expected) in [
-        (990, StatusCode::OK),
-        (1010, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
-    ] {
-        let names: Vec<String> = (0..lines).map(|i| format!("x-line-{i}")).collect();
-        let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
-        let response = get(addr, fx.client_config(None, &[HTTP11]), "/", &headers)
-            .await
-            .unwrap();
-        assert_eq!(response.status, expected, "{lines} header lines");
+    for alpn in [HTTP11, H2] {
+        let served = backend.served();
+        for (lines, expected) in [
+            (990, StatusCode::OK),
+            (1010, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        ] {
+            let names: Vec<String> = (0..lines).map(|i| format!("x{i}")).collect();
+            let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+            let response = get(addr, fx.client_config(None, &[alpn]), "/", &headers)
+                .await
+                .unwrap();
+            assert_eq!(response.status, expected, "{alpn:?}, {lines} header lines");
+        }
+        assert_eq!(
+            backend.served(),
+            served + 1,
+            "{alpn:?}: only the 990 lines reach the backend"
+        );
     }
+}
+
+/// Sends one raw HTTP/1.x request (with `connection: close`) and returns
+/// the whole response as text.
+async fn raw_exchange(addr: std::net::SocketAddr, fx: &Fixture, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    within("response", STEP, tls.read_to_end(&mut response))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_per_request_and_the_target_authority_wins() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    // RFC 9112 §3.2: 400, and the backend never sees the request.
+    for (request, why) in [
+        (
+            "GET / HTTP/1.1\r\nhost: a.example\r\nhost: b.example\r\nconnection: close\r\n\r\n",
+            "more than one Host header",
+        ),
+        (
+            "GET / HTTP/1.1\r\nconnection: close\r\n\r\n",
+            "needs a Host header",
+        ),
+        (
+            "GET / HTTP/1.1\r\nhost: user@a.example\r\nconnection: close\r\n\r\n",
+            "not a valid host[:port]",
+        ),
+        (
+            "GET / HTTP/1.1\r\nhost: a.example/x\r\nconnection: close\r\n\r\n",
+            "not a valid host[:port]",
+        ),
+    ] {
+        let response = raw_exchange(addr, &fx, request).await;
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{request:?}: {response}"
+        );
+        assert!(response.contains(why), "{request:?}: {response}");
+    }
+    assert_eq!(backend.served(), 0);
+
+    // Absolute form: the target's authority is the host (RFC 9112 §3.2.2).
+    let response = raw_exchange(
+        addr,
+        &fx,
+        "GET http://b.example:8080/x?q HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let echo = Echo::parse(body);
+    assert_eq!(echo.one("host"), Some("b.example:8080"));
+    assert_eq!(echo.path, "/x");
+
+    // HTTP/1.0 may leave Host out.
+    let response = raw_exchange(addr, &fx, "GET / HTTP/1.0\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+
+    // HTTP/2: a Host beside :authority must name the same host (RFC 9113
+    // §8.3.1); without one, :authority becomes the backend's Host.
+    let served = backend.served();
+    let response = get(
+        addr,
+        fx.client_config(None, &[H2]),
+        "/",
+        &[("host", "b.example")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{response:?}");
+    assert!(response.body.contains("different hosts"), "{response:?}");
+    assert_eq!(backend.served(), served);
+    let echo = get_ok(
+        addr,
+        fx.client_config(None, &[H2]),
+        "/",
+        &[("host", "LOCALHOST")],
+    )
+    .await;
+    assert_eq!(echo.one("host"), Some("LOCALHOST"));
+    let echo = get_ok(addr, fx.client_config(None, &[H2]), "/", &[]).await;
+    assert_eq!(echo.one("host"), Some(HOST_NAME));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,8 +69,8 @@ impl Backend {
                         connections.spawn(async move {
                             let service = service_fn(move |request| answer(request, state.clone()));
                             let _ = hyper::server::conn::http1::Builder::new()
-                                // Far above hyper's default 100, so that a 431 is the proxy's.
-                                .max_headers(1000)
+                                // Far above the proxy's 1,000 lines, so that a 431 is the proxy's.
+                                .max_headers(4000)
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await;
                         });
