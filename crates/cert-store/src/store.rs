@@ -356,8 +356,9 @@ impl Store {
         let path = self.dir.join(kind.as_str()).join(folder);
         let stamp = stamp(kind, &path);
         let exists = stamp.iter().any(Option::is_some);
+        let folder_there = exists || path.is_dir();
         state.stamps.insert((kind, folder.to_string()), stamp);
-        if !exists {
+        if !folder_there {
             state.stamps.remove(&(kind, folder.to_string()));
         }
         let current = self.current.load_full();
@@ -416,6 +417,23 @@ impl Store {
                     generation,
                 });
             }
+            Ok((entry::Loaded::Missing, _)) if folder_there && current.contains(kind, &name) => {
+                // The folder is there but its certificate file is not: a
+                // renewal that deletes before it copies, or a copy still
+                // on its way. Removing a certificate is removing its folder
+                // (R16); until then the live version stays, as it does for
+                // a torn pair (R17).
+                let err = Error::Invalid {
+                    kind,
+                    name: name.clone(),
+                    folder: path.clone(),
+                    findings: vec![tlsgate_validator::Error::InvalidCertificateFormat(
+                        without_certificate(kind, &path),
+                    )],
+                };
+                self.refuse(state, kind, &name, &err, &path);
+                return Err(err);
+            }
             Ok((entry::Loaded::Missing, _)) => {
                 // Files that are not a certificate (none, or under other
                 // names): say so once, if there are any.
@@ -426,7 +444,21 @@ impl Store {
                     let next = current.with_entry(kind, &name, None);
                     let generation = next.generation();
                     self.current.store(Arc::new(next));
-                    tracing::info!(kind = %kind, name = name.as_str(), generation, "certificate removed");
+                    let listeners = current.listeners_using(kind, &name);
+                    if listeners.is_empty() {
+                        tracing::info!(kind = %kind, name = name.as_str(), generation, "certificate removed");
+                    } else {
+                        // Removal through the API is refused while in use
+                        // (CertificateInUse); on disk it cannot be.
+                        tracing::warn!(
+                            kind = %kind,
+                            name = name.as_str(),
+                            generation,
+                            folder = %path.display(),
+                            listeners = %listeners.join(", "),
+                            "certificate removed while listeners use it: its folder is gone from the store; until it is back they serve their other certificates, or refuse handshakes where it was their only one"
+                        );
+                    }
                     let _ = self.events.send(StoreEvent::Removed {
                         kind,
                         name,
@@ -490,9 +522,10 @@ fn log_warnings(kind: CertKind, name: &CertificateName, entry: &Entry) {
 /// Logs (once) a folder that holds files but none tlsgate reads: a
 /// certificate dropped under another file name would otherwise wait there
 /// silently.
-fn warn_unread_folder(state: &mut State, kind: CertKind, folder: &str, path: &Path) {
+/// The files in a store folder (not hidden ones), sorted.
+fn files_in(path: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(path) else {
-        return;
+        return Vec::new();
     };
     let mut found: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -500,10 +533,12 @@ fn warn_unread_folder(state: &mut State, kind: CertKind, folder: &str, path: &Pa
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|name| !name.starts_with('.'))
         .collect();
-    if found.is_empty() || !state.ignored.insert((kind, folder.to_string())) {
-        return;
-    }
     found.sort();
+    found
+}
+
+/// The files a folder of `kind` is read from, as the messages list them.
+fn expected_files(kind: CertKind) -> String {
     let expected: Vec<String> = match kind {
         CertKind::Server => SERVER_CERT_FILES
             .iter()
@@ -512,11 +547,49 @@ fn warn_unread_folder(state: &mut State, kind: CertKind, folder: &str, path: &Pa
             .collect(),
         CertKind::Ca => CA_FILES.iter().map(|f| f.to_string()).collect(),
     };
-    let expected = expected.join(", ");
+    expected.join(", ")
+}
+
+/// What to do about files that are not the ones a folder is read from.
+fn remedy(found: &[String]) -> &'static str {
+    let is_pkcs12 = |f: &String| {
+        let f = f.to_ascii_lowercase();
+        f.ends_with(".p12") || f.ends_with(".pfx")
+    };
+    if found.iter().any(is_pkcs12) {
+        "convert the PKCS#12 file: `tlsgate cert convert --in FILE --out-cert cert.pem --out-key key.pem` (add --password-file if it has a password)"
+    } else {
+        "rename the files"
+    }
+}
+
+/// The finding for a live certificate's folder that lost its certificate
+/// file.
+fn without_certificate(kind: CertKind, path: &Path) -> String {
+    let found = files_in(path);
+    let holds = if found.is_empty() {
+        "nothing".to_string()
+    } else {
+        found.join(", ")
+    };
+    format!(
+        "{} holds no certificate file now ({holds}; read: {}). The previous version stays in service until one is there; to remove the certificate, remove the folder",
+        path.display(),
+        expected_files(kind)
+    )
+}
+
+fn warn_unread_folder(state: &mut State, kind: CertKind, folder: &str, path: &Path) {
+    let found = files_in(path);
+    if found.is_empty() || !state.ignored.insert((kind, folder.to_string())) {
+        return;
+    }
     tracing::warn!(
         folder = %path.display(),
         found = %found.join(", "),
-        "store folder ignored: it holds no certificate tlsgate reads (one of: {expected}); rename the files"
+        "store folder ignored: it holds no certificate tlsgate reads (one of: {}); {}",
+        expected_files(kind),
+        remedy(&found)
     );
 }
 
@@ -547,4 +620,20 @@ fn stamp(kind: CertKind, folder: &Path) -> Stamp {
             Some((meta.len(), mtime, inode))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remedy;
+
+    #[test]
+    fn a_pkcs12_file_is_pointed_at_cert_convert_not_at_a_rename() {
+        let found = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(remedy(&found(&["site.P12"])).contains("tlsgate cert convert"));
+        assert!(remedy(&found(&["readme.txt", "site.pfx"])).contains("tlsgate cert convert"));
+        assert_eq!(
+            remedy(&found(&["server.crt", "server.key"])),
+            "rename the files"
+        );
+    }
 }

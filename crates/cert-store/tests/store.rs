@@ -267,6 +267,50 @@ async fn a_torn_pair_is_never_served_whichever_file_lands_first() {
     }
 }
 
+#[tokio::test]
+async fn a_renewal_that_deletes_before_it_copies_never_unloads_the_live_pair() {
+    let pki = TestPki::now_real();
+    let root = pki.root("Delete Root", KeyKind::EcdsaP256);
+    // `rm cert.pem` alone, and `rm cert.pem key.pem` (the folder emptied).
+    for remove_key_too in [false, true] {
+        let old = root.server(&["del.example"], KeyKind::EcdsaP256, Validity::Normal);
+        let new = root.server(&["del.example"], KeyKind::EcdsaP256, Validity::Normal);
+        let mut h = Harness::new(|path| put_server(path, "del", &old, &root));
+        h.bind("web", &["del"]);
+        let dir = server_folder(&h.path, "del");
+
+        fs::remove_file(dir.join("cert.pem")).unwrap();
+        if remove_key_too {
+            fs::remove_file(dir.join("key.pem")).unwrap();
+        }
+        let StoreEvent::Refused { code, .. } = h.refused("del").await else {
+            unreachable!()
+        };
+        assert_eq!(code, "InvalidCertificateFormat");
+        let refusal = h.store.refusal(CertKind::Server, &name("del")).unwrap();
+        assert!(
+            refusal.1.contains("holds no certificate file now")
+                && refusal.1.contains(if remove_key_too {
+                    "(nothing;"
+                } else {
+                    "(key.pem;"
+                })
+                && refusal.1.contains("remove the folder"),
+            "{refusal:?}"
+        );
+        assert!(h.store.snapshot().server(&name("del")).is_some());
+        assert_eq!(h.handshake("web", &root, "del.example").await, der(&old));
+
+        // The new files land, one at a time: the new pair goes live.
+        let chain = format!("{}{}", new.cert_pem(), root.cert().cert_pem());
+        fs::write(dir.join("cert.pem"), chain).unwrap();
+        fs::write(dir.join("key.pem"), new.key().pkcs8_pem()).unwrap();
+        h.loaded("del").await;
+        assert_eq!(h.handshake("web", &root, "del.example").await, der(&new));
+        assert!(h.store.refusal(CertKind::Server, &name("del")).is_none());
+    }
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn a_kubernetes_secret_volume_data_swap_is_picked_up() {
