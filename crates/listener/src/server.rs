@@ -58,6 +58,45 @@ struct Shared {
     /// When the "cannot serve TLS" warning was last logged (unix seconds):
     /// it would otherwise repeat for every connection while it lasts.
     last_unusable_warning: std::sync::atomic::AtomicU64,
+    /// Bounds the per-connection "handshake failed" lines.
+    failed_handshakes_logged: LogBudget,
+}
+
+/// Lets a per-connection log line through at most [`LogBudget::PER_WINDOW`]
+/// times per [`LogBudget::WINDOW`] seconds: a client population that all
+/// rejects a new certificate would otherwise write a line per connection.
+/// The metrics count every one.
+#[derive(Default)]
+struct LogBudget {
+    window: std::sync::atomic::AtomicU64,
+    used: std::sync::atomic::AtomicU32,
+}
+
+/// What [`LogBudget::take`] allows.
+#[derive(Debug, PartialEq, Eq)]
+enum Budget {
+    Log,
+    /// The first line over budget: say that the rest go unlogged.
+    LastOne,
+    Quiet,
+}
+
+impl LogBudget {
+    const WINDOW: u64 = 10;
+    const PER_WINDOW: u32 = 20;
+
+    fn take(&self, now_secs: u64) -> Budget {
+        use std::sync::atomic::Ordering::Relaxed;
+        let window = now_secs / Self::WINDOW;
+        if self.window.swap(window, Relaxed) != window {
+            self.used.store(0, Relaxed);
+        }
+        match self.used.fetch_add(1, Relaxed) {
+            n if n < Self::PER_WINDOW => Budget::Log,
+            n if n == Self::PER_WINDOW => Budget::LastOne,
+            _ => Budget::Quiet,
+        }
+    }
 }
 
 struct Running {
@@ -180,6 +219,7 @@ impl Server {
                 stats: Arc::new(ListenerStats::default()),
                 port: HeaderValue::from(local.port()),
                 last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
+                failed_handshakes_logged: LogBudget::default(),
             });
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(accept_loop(socket, shared.clone(), stopped));
@@ -336,14 +376,40 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
 }
 
 /// Maps a handshake failure to the reason operators see in logs and metrics.
+/// Logs one failed handshake. A connection closed or broken before the
+/// TLS exchange says anything (TCP health probes, port scanners, a load
+/// generator stopping) is a debug line; the rest are info lines within the
+/// listener's [`LogBudget`].
+fn log_failed_handshake(shared: &Shared, peer: SocketAddr, reason: &str, detail: &str) {
+    if reason == CLOSED_IN_HANDSHAKE || reason == BROKEN_IN_HANDSHAKE {
+        tracing::debug!(listener = %shared.name, client = %peer, reason, "handshake failed");
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // The detail only when it adds to the reason.
+    let detail = (!detail.is_empty() && detail != reason).then_some(detail);
+    match shared.failed_handshakes_logged.take(now) {
+        Budget::Log => {
+            tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake failed");
+        }
+        Budget::LastOne => {
+            tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake failed; more than {} in {} s on this listener: the rest of this window is not logged (tlsgate_handshake_failures_total counts them by reason)", LogBudget::PER_WINDOW, LogBudget::WINDOW);
+        }
+        Budget::Quiet => {}
+    }
+}
+
+const CLOSED_IN_HANDSHAKE: &str = "client closed the connection during the handshake";
+const BROKEN_IN_HANDSHAKE: &str = "connection error during the handshake";
+
 fn handshake_reason(err: &std::io::Error) -> &'static str {
     use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible, PeerMisbehaved};
     let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
         return match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                "client closed the connection during the handshake"
-            }
-            _ => "connection error during the handshake",
+            std::io::ErrorKind::UnexpectedEof => CLOSED_IN_HANDSHAKE,
+            _ => BROKEN_IN_HANDSHAKE,
         };
     };
     match tls {
@@ -516,18 +582,12 @@ async fn connection(
                 Ok(Err(err)) => {
                     let reason = handshake_reason(&err);
                     shared.stats.handshake_failed(reason);
-                    let detail = err.to_string();
-                    // The detail only when it adds to the reason.
-                    if detail == reason {
-                        tracing::info!(listener = %shared.name, client = %peer, reason, "handshake refused");
-                    } else {
-                        tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake refused");
-                    }
+                    log_failed_handshake(shared, peer, reason, &err.to_string());
                     return;
                 }
                 Err(_) => {
                     shared.stats.handshake_failed("handshake timed out");
-                    tracing::info!(listener = %shared.name, client = %peer, reason = "handshake timed out", "handshake refused");
+                    log_failed_handshake(shared, peer, "handshake timed out", "");
                     return;
                 }
             };
@@ -655,5 +715,24 @@ async fn serve<IO>(
     };
     if let Err(err) = result {
         tracing::debug!(listener = %shared.name, %client, error = %err, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Budget, LogBudget};
+
+    #[test]
+    fn failed_handshake_lines_are_bounded_per_window_and_say_so_once() {
+        let budget = LogBudget::default();
+        let start = 1_000 * LogBudget::WINDOW;
+        for _ in 0..LogBudget::PER_WINDOW {
+            assert_eq!(budget.take(start), Budget::Log);
+        }
+        assert_eq!(budget.take(start + 1), Budget::LastOne);
+        assert_eq!(budget.take(start + 2), Budget::Quiet);
+        assert_eq!(budget.take(start + LogBudget::WINDOW - 1), Budget::Quiet);
+        // The next window starts afresh.
+        assert_eq!(budget.take(start + LogBudget::WINDOW), Budget::Log);
     }
 }

@@ -20,10 +20,12 @@ pub enum LogFormat {
 /// What is logged when `RUST_LOG` is unset or empty: `info`, less two
 /// libraries' chatter an operator cannot act on. rustls warns once per
 /// connection whose client sends an IP address as SNI (wrk and openssl
-/// s_client given an IP do), which a client can repeat at will; notify
-/// reports at info when a watch it drops is already gone, on every
-/// certificate replaced.
-pub const DEFAULT_FILTER: &str = "info,rustls::msgs::handshake=error,notify::inotify=warn";
+/// s_client given an IP do), and once per warning alert it sends or
+/// receives (a client asking to renegotiate: every TLS scanner), both of
+/// which a client can repeat at will; notify reports at info when a watch
+/// it drops is already gone, on every certificate replaced.
+pub const DEFAULT_FILTER: &str =
+    "info,rustls::msgs::handshake=error,rustls::common_state=error,notify::inotify=warn";
 
 /// Installs the global subscriber. `RUST_LOG` overrides [`DEFAULT_FILTER`].
 pub fn init(format: LogFormat) {

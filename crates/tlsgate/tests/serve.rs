@@ -353,10 +353,11 @@ fn s_client(port: u16, servername: &str) -> Output {
 }
 
 /// A client sending an IP address as SNI (wrk does, and so does openssl
-/// s_client given one) makes rustls warn once per connection; by default
-/// that chatter is filtered out, and RUST_LOG can bring it back.
+/// s_client given one), or asking to renegotiate (every TLS scanner), makes
+/// rustls warn once per connection; by default that chatter is filtered
+/// out, and RUST_LOG can bring it back.
 #[test]
-fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni() {
+fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni_and_renegotiation() {
     need("openssl");
     let site = Site::new(Duration::ZERO);
     let handshake = |port: u16| {
@@ -366,11 +367,34 @@ fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // s_client's "R" command asks a TLS 1.2 server to renegotiate; the
+        // pause keeps the connection open while rustls answers.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "(printf 'R\\n'; sleep 1) | openssl s_client -connect 127.0.0.1:{port} -tls1_2 -servername localhost"
+            ))
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("RENEGOTIATING"), "{said}");
+        // A TCP health probe: connects and closes without a byte.
+        drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
     };
-    // With RUST_LOG=info the warning is there: the check below can fail.
-    let (proc, port) = site.serve_logging(&[("RUST_LOG", OsStr::new("info"))], &[]);
+    // With RUST_LOG=info the warnings are there, and the probe at debug:
+    // the checks below can fail.
+    let (proc, port) = site.serve_logging(
+        &[("RUST_LOG", OsStr::new("info,tlsgate_listener=debug"))],
+        &[],
+    );
     handshake(port);
     proc.wait_line("Illegal SNI");
+    proc.wait_line("NoRenegotiation");
+    proc.wait_line("client closed the connection during the handshake");
     drop(proc);
 
     let (proc, port) = site.serve_logging(&[("RUST_LOG", OsStr::new(""))], &[]);
@@ -386,7 +410,9 @@ fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni() {
         lines.push(line.expect("logged until stopped"));
     }
     assert!(
-        !lines.iter().any(|l| l.contains("Illegal SNI")),
+        !lines.iter().any(|l| l.contains("Illegal SNI")
+            || l.contains("NoRenegotiation")
+            || l.contains("during the handshake")),
         "{lines:?}"
     );
 }
