@@ -222,7 +222,7 @@ async fn forward(
                 Err(SendError::NotSent(reason, unsent)) => {
                     // Nothing was sent: safe to try another backend, whatever the method.
                     runtime.pool.mark_connect_failure(lease.index());
-                    tracing::warn!(listener = %config.name, backend = %address, %reason, "backend connect failed; trying another backend");
+                    tracing::warn!(listener = %config.name, backend = %address, %reason, "backend connect failed; the request goes to another healthy backend if there is one, else the client gets 503");
                     tried.push(lease.index());
                     request = *unsent;
                 }
