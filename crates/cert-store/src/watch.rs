@@ -15,7 +15,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::RecursiveMode;
+use notify::event::ModifyKind;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use crate::{CertKind, Error, Store};
@@ -50,10 +51,18 @@ impl Drop for Watcher {
 struct Work {
     folders: BTreeSet<(CertKind, String)>,
     rescan: bool,
+    /// A certificate folder itself was renamed or removed. The debouncer
+    /// joins a rename's two ends by file id, and for an atomic exchange
+    /// (`renameat2(RENAME_EXCHANGE)`, `mv --exchange`) of a staged hidden
+    /// folder with the live one it can report the staged name alone:
+    /// which folders changed is then for a rescan (it compares every
+    /// folder's file stamps) to find.
+    folder_renamed: bool,
 }
 
-/// Maps an event path to the folder it belongs to.
-fn classify(store: &Path, path: &Path, work: &mut Work) {
+/// Maps an event path to the folder it belongs to. `renamed`: the event
+/// renamed or removed the path.
+fn classify(store: &Path, path: &Path, renamed: bool, work: &mut Work) {
     let Ok(relative) = path.strip_prefix(store) else {
         return;
     };
@@ -74,6 +83,9 @@ fn classify(store: &Path, path: &Path, work: &mut Work) {
     match parts.next() {
         Some(folder) => {
             work.folders.insert((kind, folder.to_string()));
+            if renamed && parts.next().is_none() {
+                work.folder_renamed = true;
+            }
         }
         None => work.rescan = true,
     }
@@ -111,11 +123,15 @@ impl Store {
                             // (inotify's IN_OPEN/IN_CLOSE_NOWRITE): the reload's
                             // own reads must not trigger another reload.
                             for event in events.iter().filter(|e| !e.kind.is_access()) {
+                                let renamed = matches!(
+                                    event.kind,
+                                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                                );
                                 for path in &event.paths {
-                                    classify(store.dir(), path, &mut work);
+                                    classify(store.dir(), path, renamed, &mut work);
                                 }
                             }
-                            if work.rescan {
+                            if work.rescan || work.folder_renamed {
                                 store.rescan();
                             }
                             for (kind, folder) in &work.folders {
@@ -156,16 +172,16 @@ mod tests {
     fn events_map_to_folders() {
         let store = Path::new("/s");
         let mut work = Work::default();
-        classify(store, Path::new("/s/server/www/cert.pem"), &mut work);
-        classify(store, Path::new("/s/server/www/..data"), &mut work);
-        classify(
-            store,
-            Path::new("/s/server/www/..2026_01_01/tls.key"),
-            &mut work,
-        );
-        classify(store, Path::new("/s/ca/corp/crl.pem"), &mut work);
-        classify(store, Path::new("/elsewhere/x"), &mut work);
-        classify(store, Path::new("/s/other/x"), &mut work);
+        for path in [
+            "/s/server/www/cert.pem",
+            "/s/server/www/..data",
+            "/s/server/www/..2026_01_01/tls.key",
+            "/s/ca/corp/crl.pem",
+            "/elsewhere/x",
+            "/s/other/x",
+        ] {
+            classify(store, Path::new(path), false, &mut work);
+        }
         assert_eq!(
             work.folders.into_iter().collect::<Vec<_>>(),
             vec![
@@ -173,9 +189,25 @@ mod tests {
                 (CertKind::Ca, "corp".to_string())
             ]
         );
-        assert!(!work.rescan);
+        assert!(!work.rescan && !work.folder_renamed);
         let mut work = Work::default();
-        classify(store, Path::new("/s/server"), &mut work);
+        classify(store, Path::new("/s/server"), false, &mut work);
         assert!(work.rescan);
+    }
+
+    #[test]
+    fn only_a_folder_renamed_or_removed_asks_for_a_rescan() {
+        let store = Path::new("/s");
+        let rescans = |path: &str, renamed: bool| {
+            let mut work = Work::default();
+            classify(store, Path::new(path), renamed, &mut work);
+            work.folder_renamed
+        };
+        assert!(rescans("/s/server/www", true));
+        assert!(rescans("/s/ca/.corp-new", true));
+        assert!(!rescans("/s/server/www", false));
+        // Editors and kubelet rename files inside a folder all the time.
+        assert!(!rescans("/s/server/www/cert.pem", true));
+        assert!(!rescans("/s/server/www/..data", true));
     }
 }
