@@ -375,7 +375,9 @@ impl Store {
         match loaded {
             Ok((entry::Loaded::Unchanged, _)) => {
                 // Same bytes as what is live; a refusal since then is void.
-                state.refusals.remove(&(kind, name));
+                if state.refusals.remove(&(kind, name.clone())).is_some() {
+                    tracing::info!(kind = %kind, name = name.as_str(), folder = %path.display(), "certificate folder is back to the version in service; the refused change is void");
+                }
             }
             Ok((entry::Loaded::Entry(entry), digest)) => {
                 let limit = self.config.limit(kind);
@@ -483,7 +485,10 @@ impl Store {
         path: &Path,
     ) {
         let code = err.code();
-        let message = err.to_string();
+        let mut message = err.to_string();
+        if code == "KeyCertificateMismatch" {
+            message.push_str(" (a renewal that writes the certificate and the key one at a time passes through this: it clears when the second file lands)");
+        }
         self.counters.failure.fetch_add(1, Ordering::Relaxed);
         let keeps = if self.current.load().contains(kind, name) {
             "the previous version stays in service"

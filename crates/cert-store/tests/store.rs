@@ -251,6 +251,11 @@ async fn a_torn_pair_is_never_served_whichever_file_lands_first() {
             unreachable!()
         };
         assert_eq!(code, "KeyCertificateMismatch");
+        let refusal = h.store.refusal(CertKind::Server, &name("pair")).unwrap();
+        assert!(
+            refusal.1.contains("clears when the second file lands"),
+            "{refusal:?}"
+        );
         // The handshake completes (a torn pair would fail CertificateVerify) and shows the old leaf.
         assert_eq!(h.handshake("web", &root, "pair.example").await, der(&old));
         assert!(h.store.counters().failures() >= 1);
