@@ -921,6 +921,72 @@ fn every_key_type_uploads_and_is_served_on_the_next_handshake() {
     assert_no_secrets("a response or log line", &gate.transcript(), &keys, &[]);
 }
 
+/// Replacing a chain sent with its intermediate by the leaf alone would
+/// break every verifying client at the next handshake: refused, the chain
+/// in service stays. A leaf whose issuer is a root (clients hold it) is
+/// taken without it, as a first upload of a lone leaf is.
+#[test]
+fn a_replacement_that_drops_the_intermediate_in_service_is_refused() {
+    need_tools();
+    let site = Site::new();
+    site.write_config(&format!(
+        "{HEAD}{}",
+        https_listener("web", &["chain", "rooted"], backend(1))
+    ));
+    let gate = Gate::start(&site.config(), 1);
+    let port = gate.port("web");
+    let intermediate = site
+        .ca
+        .intermediate("Admin Test Intermediate", KeyKind::EcdsaP256);
+    let issued =
+        |n: &str| intermediate.server(&["localhost", n], KeyKind::EcdsaP256, Validity::Normal);
+    let body = |leaf: &Issued, with_intermediate: bool| {
+        let mut certificate = leaf.cert_pem();
+        if with_intermediate {
+            certificate.push_str(&intermediate.cert().cert_pem());
+        }
+        json!({"certificate": certificate, "private_key": leaf.key().pkcs8_pem()})
+    };
+    let first = issued("first.example");
+    let mut create = body(&first, true);
+    create["name"] = json!("chain");
+    let reply = gate.api("POST", "/v1/certificates", Some(&create));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_serves(port, &first, "the chain uploaded");
+
+    let lone = issued("lone.example");
+    let reply = gate.api("PUT", "/v1/certificates/chain", Some(&body(&lone, false)));
+    let refusal = assert_error(&reply, 400, "CertificateChainNotFound", "the leaf alone");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(
+        message.contains("Admin Test Intermediate") && message.contains("fullchain.pem"),
+        "{message}"
+    );
+    assert_eq!(
+        refusal["errors"][0]["code"], "CertificateChainNotFound",
+        "{refusal}"
+    );
+    assert_serves(port, &first, "after the refused replacement");
+
+    let reply = gate.api("PUT", "/v1/certificates/chain", Some(&body(&lone, true)));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_serves(port, &lone, "the replacement with its intermediate");
+
+    // Issued by the root: sent with it at first, replaced without it.
+    let rooted = site.leaf(KeyKind::EcdsaP256);
+    let mut create = site.upload("rooted", &rooted);
+    create["name"] = json!("rooted");
+    let reply = gate.api("POST", "/v1/certificates", Some(&create));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let next = site.leaf(KeyKind::EcdsaP256);
+    let reply = gate.api(
+        "PUT",
+        "/v1/certificates/rooted",
+        Some(&json!({"certificate": next.cert_pem(), "private_key": next.key().pkcs8_pem()})),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
 // ---------------------------------------------------------------------------
 // 2. Every validator error reaches the client as its SPEC code
 // ---------------------------------------------------------------------------

@@ -130,10 +130,11 @@ fn decode(
 }
 
 /// Validates an upload and turns it into what the store writes.
-fn validate(
-    kind: CertKind,
-    body: &ContentBody,
-) -> Result<(Content, Vec<validator::Error>), ApiError> {
+/// What an upload validated into: the files to write, the warnings, and
+/// the issuer the leaf names (RFC 4514).
+type Validated = (Content, Vec<validator::Error>, String);
+
+fn validate(kind: CertKind, body: &ContentBody) -> Result<Validated, ApiError> {
     let Some(certificate) = decode(&body.certificate, &body.certificate_base64, "certificate")?
     else {
         return Err(ApiError::new(
@@ -215,7 +216,11 @@ fn validate(
             }
         }
     };
-    Ok((content, validated.warnings().to_vec()))
+    Ok((
+        content,
+        validated.warnings().to_vec(),
+        bundle.summary().issuer.clone(),
+    ))
 }
 
 fn findings(findings: &[validator::Error]) -> Value {
@@ -364,7 +369,10 @@ async fn write(
     body: ContentBody,
     mode: WriteMode,
 ) -> Result<(Value, Vec<validator::Error>), ApiError> {
-    let (content, warnings) = validate(kind, &body)?;
+    let (content, warnings, issuer) = validate(kind, &body)?;
+    if mode == WriteMode::Replace {
+        refuse_lost_chain(state, &name, &warnings, &issuer)?;
+    }
     let store = state.store.clone();
     let target = name.clone();
     tokio::task::spawn_blocking(move || store.write(&target, &content, mode))
@@ -386,6 +394,49 @@ async fn write(
         object.insert("warnings".into(), findings(&warnings));
     }
     Ok((described, warnings))
+}
+
+/// A replacement that drops the intermediate CA the version in service is
+/// sent with: every client that verifies would fail from the next
+/// handshake on. SPEC §4 makes a missing issuer a warning (a first upload
+/// of a leaf alone is taken, with it, and so is one whose issuer is a
+/// root, which clients hold themselves); replacing a working chain by one
+/// that lacks the same intermediate is refused.
+fn refuse_lost_chain(
+    state: &Shared,
+    name: &CertificateName,
+    warnings: &[validator::Error],
+    leaf_issuer: &str,
+) -> Result<(), ApiError> {
+    if !warnings
+        .iter()
+        .any(|w| w.code() == "CertificateChainNotFound")
+    {
+        return Ok(());
+    }
+    let snapshot = state.store.snapshot();
+    let Some(live) = snapshot.server(name) else {
+        return Ok(());
+    };
+    // The intermediate the new leaf names as issuer, among those sent now.
+    let dropped = live
+        .certified
+        .cert
+        .iter()
+        .skip(1)
+        .filter_map(|der| validator::peer_identity(der.as_ref()))
+        .any(|ca| ca.subject == leaf_issuer && ca.issuer != ca.subject);
+    if !dropped {
+        return Ok(());
+    }
+    let finding = validator::Error::CertificateChainNotFound(format!(
+        "\"{name}\" is in service with its intermediate CA ({leaf_issuer}), and the uploaded certificate, issued by it, comes without it: clients that verify would fail from the next handshake on; upload the leaf followed by its intermediates (certbot's fullchain.pem, or the CA's bundle appended to the leaf)"
+    ));
+    let mut error = ApiError::new(finding.code(), finding.message().to_string());
+    error
+        .extra
+        .insert("errors".into(), findings(std::slice::from_ref(&finding)));
+    Err(error)
 }
 
 /// `POST /v1/certificates`
