@@ -99,6 +99,7 @@ fn listener(templates: &[Template], count: usize) -> Vec<Arc<ServerCert>> {
                 dns_names,
                 warnings: Vec::new(),
                 folder: PathBuf::from(format!("server/cert-{i}")),
+                ocsp_next_update: None,
             })
         })
         .collect()

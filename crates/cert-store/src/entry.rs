@@ -33,6 +33,9 @@ pub struct ServerCert {
     pub warnings: Vec<validator::Error>,
     /// The folder it was loaded from.
     pub folder: PathBuf,
+    /// nextUpdate of the stapled OCSP response (unix seconds), when one is
+    /// stapled and says.
+    pub ocsp_next_update: Option<i64>,
 }
 
 /// A CA bundle with its CRLs, for verifying client certificates.
@@ -181,9 +184,28 @@ fn load_server(
             ))])
         })?;
     let mut certified = CertifiedKey::new(bundle.chain().to_vec(), signing_key);
-    // An empty ocsp.der means "no staple"; anything else is served as is:
-    // it is the CA's signed response, and the client judges it.
-    certified.ocsp = ocsp.filter(|bytes| !bytes.is_empty());
+    // An empty ocsp.der means "no staple". A response a client would
+    // reject (another certificate's, stale, an error status, garbage) is
+    // not stapled either: a client that enforces stapling would fail the
+    // handshake over it. The signature is the client's to check.
+    let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let mut ocsp_next_update = None;
+    certified.ocsp = ocsp.filter(|bytes| !bytes.is_empty()).and_then(|bytes| {
+        match validator::check_ocsp(&bytes, &bundle.chain()[0], now_secs) {
+            Ok(status) => {
+                ocsp_next_update = status.next_update;
+                Some(bytes)
+            }
+            Err(problem) => {
+                tracing::warn!(
+                    name = name.as_str(),
+                    file = %folder.join(OCSP_FILE).display(),
+                    "OCSP response not stapled: {problem}; fetch a fresh one for this certificate (openssl ocsp -issuer ISSUER.pem -cert cert.pem -url URL -respout ocsp.der), or remove the file"
+                );
+                None
+            }
+        }
+    });
 
     let summary = bundle.summary().clone();
     let mut dns_names: Vec<String> = summary
@@ -201,6 +223,7 @@ fn load_server(
         warnings: validated.warnings().to_vec(),
         folder: folder.to_path_buf(),
         summary,
+        ocsp_next_update,
     };
     Ok((Some(entry), digest))
 }

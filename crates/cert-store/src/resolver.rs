@@ -336,6 +336,7 @@ mod tests {
             dns_names: names.iter().map(|n| n.to_string()).collect(),
             warnings: Vec::new(),
             folder: PathBuf::new(),
+            ocsp_next_update: None,
         })
     }
 

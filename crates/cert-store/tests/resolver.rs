@@ -63,6 +63,7 @@ impl Served {
                 .collect(),
             warnings: Vec::new(),
             folder: PathBuf::new(),
+            ocsp_next_update: None,
         });
         Served { chain, entry }
     }

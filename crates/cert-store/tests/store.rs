@@ -772,28 +772,95 @@ async fn stapled(store: &Store, listener: &str, root: &Ca, sni: &str) -> Vec<u8>
     seen.expect("verifier ran")
 }
 
+/// What an operator's OCSP cron makes: `openssl ocsp` answering for
+/// `leaf` from an index where it is valid, signed by `root` (the responder
+/// here), valid for a day.
+fn openssl_ocsp(root: &Ca, leaf: &Issued) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    fs::write(path("ca.pem"), root.cert().cert_pem()).unwrap();
+    fs::write(path("ca.key"), root.cert().key().pkcs8_pem()).unwrap();
+    fs::write(path("leaf.pem"), leaf.cert_pem()).unwrap();
+    let serial: String = leaf.serial().iter().map(|b| format!("{b:02X}")).collect();
+    fs::write(
+        path("index.txt"),
+        format!("V\t301231235959Z\t\t{serial}\tunknown\t/CN=leaf\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+        ])
+        .args(["-CA", "ca.pem", "-issuer", "ca.pem", "-cert", "leaf.pem"])
+        .args(["-respout", "resp.der", "-ndays", "1"])
+        .output()
+        .expect("openssl (the tests' prerequisites in README)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::read(path("resp.der")).unwrap()
+}
+
 #[tokio::test]
 async fn an_ocsp_response_beside_the_certificate_is_stapled_and_reloaded() {
     let pki = TestPki::now_real();
     let root = pki.root("OCSP Root", KeyKind::EcdsaP256);
     let leaf = root.server(&["ocsp.example"], KeyKind::EcdsaP256, Validity::Normal);
-    // The bytes are the CA's signed response; the store serves them as they are.
-    let first = b"\x30\x03\x0a\x01\x00".to_vec();
+    let first = openssl_ocsp(&root, &leaf);
     let mut h = Harness::new(|path| {
         put_server(path, "ocsp", &leaf, &root);
         fs::write(server_folder(path, "ocsp").join("ocsp.der"), &first).unwrap();
     });
     h.bind("web", &["ocsp"]);
     assert_eq!(stapled(&h.store, "web", &root, "ocsp.example").await, first);
+    assert!(
+        h.store
+            .snapshot()
+            .server(&name("ocsp"))
+            .unwrap()
+            .ocsp_next_update
+            .is_some()
+    );
 
     // A refreshed response is picked up like a certificate change.
-    let second = b"\x30\x03\x0a\x01\x01".to_vec();
+    let mut second = openssl_ocsp(&root, &leaf);
+    while second == first {
+        // Same second, same bytes (ECDSA signatures differ, but be sure).
+        second = openssl_ocsp(&root, &leaf);
+    }
     write_atomic(&server_folder(&h.path, "ocsp").join("ocsp.der"), &second);
     h.loaded("ocsp").await;
     assert_eq!(
         stapled(&h.store, "web", &root, "ocsp.example").await,
         second
     );
+
+    // Responses a client that enforces stapling would reject are not
+    // stapled: another certificate's, a bare error status, garbage. The
+    // certificate itself keeps serving.
+    let other = root.server(&["other.example"], KeyKind::EcdsaP256, Validity::Normal);
+    for bad in [
+        openssl_ocsp(&root, &other),
+        b"\x30\x03\x0a\x01\x03".to_vec(),
+        b"not an OCSP response".to_vec(),
+    ] {
+        write_atomic(&server_folder(&h.path, "ocsp").join("ocsp.der"), &bad);
+        h.loaded("ocsp").await;
+        assert_eq!(
+            stapled(&h.store, "web", &root, "ocsp.example").await,
+            Vec::<u8>::new()
+        );
+        assert_eq!(h.handshake("web", &root, "ocsp.example").await, der(&leaf));
+    }
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ mod decode;
 mod error;
 mod key;
 mod legacy_pem;
+mod ocsp;
 mod origin;
 mod pem;
 mod rfc4514;
@@ -31,6 +32,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTi
 pub use algorithm::KeyAlgorithm;
 pub use crl::{Crl, check_crls};
 pub use error::Error;
+pub use ocsp::{OcspProblem, OcspStatus, check_ocsp};
 pub use origin::Origin;
 pub use pem::encode as pem_encode;
 
