@@ -5,6 +5,7 @@
 //! them during a handshake, so a link that verifies here verifies for a
 //! rustls client too.
 
+use crate::Origin;
 use crate::algorithm::{Verdict, tlv, weak_signature};
 use crate::cert::{ParsedCert, spki_parts};
 use crate::key::ParsedKey;
@@ -66,6 +67,7 @@ pub(crate) fn order_server(
     certs: &[ParsedCert],
     key: Option<&ParsedKey>,
     ordered_input: bool,
+    origin: Origin,
     findings: &mut Findings,
 ) -> Vec<usize> {
     let n = certs.len();
@@ -152,10 +154,11 @@ pub(crate) fn order_server(
     if ordered_input && leftovers.is_empty() {
         if let Some(position) = chain.iter().enumerate().position(|(pos, &idx)| pos != idx) {
             findings.strict(Error::InvalidCertificateChain(format!(
-                "the chain is out of order: position {} holds {}, but should hold {} (the leaf comes first, then the certificate that issued it, and so on); the canonical output reorders it — `tlsgate cert convert` writes the fixed file",
+                "the chain is out of order: position {} holds {}, but should hold {} (the leaf comes first, then the certificate that issued it, and so on); {}",
                 position + 1,
                 certs[position].describe(),
                 certs[chain[position]].describe(),
+                origin.reorder_note(),
             )));
         }
     }

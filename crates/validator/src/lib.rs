@@ -324,9 +324,13 @@ pub fn check(request: &Request<'_>) -> Report {
     }
 
     let order = match options.kind {
-        Kind::Server | Kind::Client => {
-            chain::order_server(&certs, key.as_ref(), decoded.ordered, &mut findings)
-        }
+        Kind::Server | Kind::Client => chain::order_server(
+            &certs,
+            key.as_ref(),
+            decoded.ordered,
+            options.origin,
+            &mut findings,
+        ),
         Kind::Ca => {
             chain::check_ca_links(&certs, &mut findings);
             (0..certs.len()).collect()

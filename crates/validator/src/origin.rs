@@ -43,6 +43,17 @@ impl Origin {
         }
     }
 
+    /// What happens to a bundle written out of order.
+    pub(crate) fn reorder_note(self) -> &'static str {
+        match self {
+            Origin::Cli => "`tlsgate cert convert` writes it leaf first",
+            Origin::Api => "it is stored leaf first",
+            Origin::Store => {
+                "it is served leaf first; `tlsgate cert convert` rewrites the file in order"
+            }
+        }
+    }
+
     /// How to get past a password-protected PKCS#12 file.
     pub(crate) fn encrypted_pkcs12_fix(self) -> &'static str {
         match self {

@@ -309,3 +309,28 @@ fn the_summary_uses_the_same_days_left() {
     let now = UnixTime::since_unix_epoch(Duration::from_secs(FIXED_NOW as u64 + 1));
     assert_eq!(summary.days_left(now), 365);
 }
+
+#[test]
+fn an_out_of_order_chain_says_what_happens_to_it_where_it_came_from() {
+    let chain = TestPki::fixed().server_chain(&["www.example.com"], KeyKind::EcdsaP256);
+    let pem = chain.pem_wrong_order();
+    let key = chain.leaf.key().pkcs8_pem();
+    for (origin, says, never) in [
+        (
+            Origin::Cli,
+            "`tlsgate cert convert` writes it leaf first",
+            "stored",
+        ),
+        (Origin::Api, "it is stored leaf first", "cert convert"),
+        (Origin::Store, "it is served leaf first", "stored"),
+    ] {
+        let text = message(
+            &run(pem.as_bytes(), Some(key.as_bytes()), None, origin),
+            "InvalidCertificateChain",
+        );
+        assert!(
+            text.contains(says) && !text.contains(never),
+            "{origin:?}: {text}"
+        );
+    }
+}
