@@ -2,7 +2,7 @@
 //! custom policy defined in the file, a built-in one, or a legacy alias
 //! (served as the closest safe policy, with a note to log).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use serde_spanned::Spanned;
@@ -18,12 +18,16 @@ const DEFAULT_POLICY: &str = "tls12";
 /// Custom policies by name (`[[tls_policy]]`), and how names resolve.
 pub(super) struct Policies {
     custom: BTreeMap<String, TlsPolicy>,
+    /// Entries with errors of their own (reported at the entry): a
+    /// listener naming one is told so, not that the name is unknown.
+    broken: BTreeSet<String>,
 }
 
 impl Policies {
     /// Builds every custom policy; faults point at their entry.
     pub(super) fn new(raw: Vec<Spanned<FileTlsPolicy>>, faults: &mut Faults) -> Self {
         let mut custom = BTreeMap::new();
+        let mut broken = BTreeSet::new();
         for (index, entry) in raw.into_iter().enumerate() {
             let header = entry.span();
             let entry = entry.into_inner();
@@ -31,6 +35,11 @@ impl Policies {
             let mut found = Faults::default();
             if let Some(policy) = Self::custom(&entry, header, &custom, &mut found) {
                 custom.insert(name.clone(), policy);
+            } else if TlsPolicy::builtin(name.trim()).is_none() && !custom.contains_key(name.trim())
+            {
+                // A clash with a built-in or an earlier entry leaves the
+                // name meaning that one.
+                broken.insert(name.trim().to_string());
             }
             for fault in found.into_vec() {
                 faults.push(
@@ -40,7 +49,7 @@ impl Policies {
                 );
             }
         }
-        Policies { custom }
+        Policies { custom, broken }
     }
 
     /// One `[[tls_policy]]` entry.
@@ -122,6 +131,15 @@ impl Policies {
             // served as tls12 (…): … not offered because …").
             let note = builtin.note.map(|note| format!("tls_policy {note}"));
             return Ok((builtin.policy, note));
+        }
+        if self.broken.contains(text) {
+            return Err(Fault::new(
+                span,
+                "tls_policy",
+                format!(
+                    "tls_policy {text:?} is a [[tls_policy]] with errors (above); fix it there"
+                ),
+            ));
         }
         let mut names = builtin_names();
         names.extend(self.custom.keys().map(|name| format!("{name:?}")));

@@ -1009,6 +1009,21 @@ tls_policy = "modrn"
     ] {
         assert!(unknown.contains(name), "lists {name}: {unknown}");
     }
+
+    // A listener naming the broken entry is told so, not "unknown"; one
+    // naming a built-in that an entry clashed with gets the built-in.
+    let text = text.replace("tls_policy = \"modrn\"", "tls_policy = \"weak\"");
+    let errors = refused(&text);
+    let named = errors
+        .iter()
+        .find(|e| {
+            e.message
+                .contains("\"weak\" is a [[tls_policy]] with errors")
+        })
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert!(!named.message.contains("unknown"), "{}", named.message);
+    let text = text.replace("tls_policy = \"weak\"", "tls_policy = \"tls13\"");
+    assert_eq!(refused(&text).len(), 4, "{:?}", refused(&text));
 }
 
 #[test]
