@@ -124,6 +124,19 @@ pub fn table(certificates: &[Value]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    // A change the store refused stays on disk (a restart would then fail
+    // closed): say so here, not only in `cert show`.
+    let mut refused: Vec<(String, String)> = certificates
+        .iter()
+        .filter(|cert| cert.get("last_refusal").is_some_and(|r| !r.is_null()))
+        .map(|cert| (field(cert, "name"), field(&cert["last_refusal"], "code")))
+        .collect();
+    refused.sort();
+    for (name, code) in refused {
+        out.push_str(&format!(
+            "{name}: the store refused the files now in its folder ({code}); the version listed is still served (`tlsgate cert show {name}`)\n"
+        ));
+    }
     out
 }
 

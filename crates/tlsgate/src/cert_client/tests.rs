@@ -235,6 +235,25 @@ fn list_prints_a_sorted_table_and_sends_the_token() {
         lines[2].starts_with("www ") && lines[2].ends_with("web,api"),
         "{out}"
     );
+    assert_eq!(lines.len(), 3, "no refusal, no note: {out}");
+
+    // A refused change on disk is said under the table.
+    let mut refused = cert("www", "server", &["web"]);
+    refused["last_refusal"] =
+        json!({"code": "KeyCertificateMismatch", "message": "the key is another's"});
+    let stub = Stub::json(
+        StatusCode::OK,
+        json!({"certificates": [refused, cert("api", "server", &[])]}),
+    );
+    let (result, out, _) = capture(|o| list_with(&stub.client(None), &args, o));
+    assert!(result.is_ok(), "{result:?}");
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with(
+            "www: the store refused the files now in its folder (KeyCertificateMismatch)"
+        ) && last.contains("tlsgate cert show www"),
+        "{out}"
+    );
 }
 
 #[test]
