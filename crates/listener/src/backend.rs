@@ -131,6 +131,8 @@ pub struct BackendPool {
     active_checks: AtomicUsize,
     /// Bumped on every health transition, for whoever awaits them.
     health_events: watch::Sender<u64>,
+    /// The listener the pool serves, for its log lines.
+    listener: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -221,7 +223,15 @@ impl BackendPool {
             passive_cooldown,
             active_checks: AtomicUsize::new(0),
             health_events: watch::Sender::new(0),
+            listener: Arc::from(""),
         }
+    }
+
+    /// Names the listener this pool serves in its log lines.
+    #[must_use]
+    pub fn for_listener(mut self, name: &str) -> Self {
+        self.listener = Arc::from(name);
+        self
     }
 
     /// Picks a backend for one request, skipping the indices in `exclude`
@@ -292,6 +302,7 @@ impl BackendPool {
         let was_healthy = backend.state.healthy.swap(false, Ordering::AcqRel);
         if was_healthy {
             tracing::warn!(
+                listener = %self.listener,
                 backend = %backend.address,
                 reason = %reason,
                 "backend taken out of rotation"
@@ -308,6 +319,7 @@ impl BackendPool {
         if !was_healthy {
             backend.state.failures.store(0, Ordering::Relaxed);
             tracing::info!(
+                listener = %self.listener,
                 backend = %backend.address,
                 reason = %reason,
                 "backend back in rotation"

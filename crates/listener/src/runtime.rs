@@ -19,11 +19,14 @@ impl Runtime {
     /// Builds the runtime for `config`, carrying backend state over from
     /// `previous` and (re)starting active health checks.
     pub(crate) fn new(config: ListenerConfig, previous: Option<&Runtime>) -> Runtime {
-        let pool = Arc::new(BackendPool::new(
-            &config.backends,
-            config.scheduler,
-            previous.map(|p| p.pool.as_ref()),
-        ));
+        let pool = Arc::new(
+            BackendPool::new(
+                &config.backends,
+                config.scheduler,
+                previous.map(|p| p.pool.as_ref()),
+            )
+            .for_listener(&config.name),
+        );
         let health = config
             .health_check
             .clone()

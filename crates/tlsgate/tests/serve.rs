@@ -417,6 +417,32 @@ fn the_default_log_level_leaves_out_rustls_warnings_about_ip_sni_and_renegotiati
     );
 }
 
+/// A backend's health transitions name the listener they happened on (an
+/// operator with several listeners on one backend address reads which).
+#[test]
+fn a_backend_out_of_rotation_is_logged_with_its_listener() {
+    need("curl");
+    let site = Site::new(Duration::ZERO);
+    let dead = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let text = site
+        .config_text(false)
+        .replace(&site.backends[1].to_string(), &dead.to_string());
+    fs::write(site.config_path(), text).unwrap();
+    let (proc, port) = site.serve_logging(&[], &[]);
+    // Round robin: one of two requests goes to the dead backend, is
+    // retried on the live one, and takes the dead one out.
+    for _ in 0..2 {
+        ok_stdout(&site.get(port, false, "/"));
+    }
+    let line = proc.wait_line("backend taken out of rotation");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["listener"], "web", "{line}");
+    assert_eq!(value["backend"], dead.to_string(), "{line}");
+}
+
 /// curl's HTTP status for a request (body discarded), and its stderr.
 fn status_of(args: &[&str]) -> (String, String) {
     let mut all = vec!["--write-out", "%{http_code}", "--output", "/dev/null"];
