@@ -328,7 +328,37 @@ pub(crate) fn rewrite_request<'a>(
     };
     let found = present(headers, &OWNED);
     remove_present(headers, &OWNED, found);
+    remove_underscore_lookalikes(headers);
     added
+}
+
+/// Removes client headers that read as one of [`OWNED`] once `_` is taken
+/// for `-`: CGI, WSGI and PHP backends see `X_Forwarded_For` and
+/// `X-Forwarded-For` alike as `HTTP_X_FORWARDED_FOR`, so either could
+/// forge ours. (NGINX drops every header with `_` in its name by default.)
+fn remove_underscore_lookalikes(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let lookalikes: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.contains('_')
+                && OWNED.iter().any(|owned| {
+                    owned.as_str().len() == name.len()
+                        && owned
+                            .as_str()
+                            .bytes()
+                            .zip(name.bytes())
+                            .all(|(o, n)| o == n || (o == b'-' && n == b'_'))
+                })
+        })
+        .cloned()
+        .collect();
+    for name in lookalikes {
+        headers.remove(name);
+    }
 }
 
 /// Makes the request's Host the one the backend gets, or says why the
@@ -523,6 +553,13 @@ mod tests {
         );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("user-agent", HeaderValue::from_static("curl"));
+        // CGI-style backends read these as HTTP_X_FORWARDED_CLIENTCERT_*.
+        h.insert(
+            "x_forwarded_clientcert_subjectdn",
+            HeaderValue::from_static("CN=admin"),
+        );
+        h.insert("x-forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x_custom_app", HeaderValue::from_static("kept"));
         h
     }
 
@@ -539,10 +576,14 @@ mod tests {
             "client-cert",
             "connection",
             "x-secret",
+            "x_forwarded_clientcert_subjectdn",
+            "x-forwarded_for",
         ] {
             assert!(h.get(gone).is_none(), "{gone}");
         }
         assert_eq!(h["user-agent"], "curl");
+        // Other names with underscores are the application's own.
+        assert_eq!(h["x_custom_app"], "kept");
     }
 
     #[test]
