@@ -8,7 +8,7 @@ use tlsgate_cert_store::{CertKind, Store};
 use tlsgate_validator::CertificateName;
 
 use crate::config::{self, Config};
-use crate::serve::{open_store, print_config_errors};
+use crate::serve::{open_store, print_config_errors, read_token};
 
 /// Exit 0 when `serve` would start with everything it references, 1 otherwise.
 pub fn run(path: &Path) -> ExitCode {
@@ -21,6 +21,12 @@ pub fn run(path: &Path) -> ExitCode {
     };
     for note in &config.notes {
         println!("note: {note}");
+    }
+    // serve reads it before anything else and stops when it cannot (run
+    // the check as the service's user to see what it sees).
+    if let Some(Err(err)) = config.admin.token_file.as_deref().map(read_token) {
+        eprintln!("error: {}: {err}", config.path.display());
+        return ExitCode::FAILURE;
     }
     // Opening the store would create it (as serve's first run wants); a
     // check writes nothing, and a missing store explains every missing

@@ -96,7 +96,7 @@ pub fn run(path: &Path, workers: Option<usize>) -> ExitCode {
 }
 
 /// Reads the admin bearer token; one trailing newline is not part of it.
-fn read_token(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_token(path: &Path) -> Result<Vec<u8>, String> {
     let mut token = std::fs::read(path)
         .map_err(|e| format!("cannot read admin.token_file {}: {e}", path.display()))?;
     while token.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {

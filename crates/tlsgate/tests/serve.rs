@@ -559,6 +559,56 @@ fn text_logs_to_a_pipe_have_no_colour_codes_and_workers_0_is_refused() {
     assert!(stderr.contains("1..=4096"), "{stderr}");
 }
 
+/// serve stops (exit 78) when it cannot read admin.token_file; the check
+/// that says whether serve would start says so too.
+#[test]
+fn check_config_reads_the_admin_token_file_as_serve_does() {
+    let site = Site::new(Duration::ZERO);
+    let config = site.path.join("token.toml");
+    let check = || {
+        Command::new(bin())
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    fs::write(
+        &config,
+        // The first bind is [admin]'s.
+        site.config_text(false).replacen(
+            "bind = \"127.0.0.1:0\"\n",
+            "bind = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    assert!(
+        fs::read_to_string(&config).unwrap().contains("token_file"),
+        "the replacement hit the [admin] block"
+    );
+    for (content, says) in [
+        (None, "cannot read admin.token_file"),
+        (Some("\n"), "is empty"),
+    ] {
+        if let Some(content) = content {
+            fs::write(site.path.join("admin.token"), content).unwrap();
+        }
+        let out = check();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(says) && stderr.contains("admin.token"),
+            "{stderr}"
+        );
+    }
+    fs::write(site.path.join("admin.token"), "s3cret\n").unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn check_config_exits_0_for_a_good_config_and_1_for_a_missing_certificate() {
     let site = Site::new(Duration::ZERO);
