@@ -921,3 +921,47 @@ fn revoke_by_cn_counts_and_refusals_use_exit_codes_1_and_2() {
     assert_eq!(broken.status.code(), Some(1));
     assert!(text(&broken.stderr).contains("damaged"));
 }
+
+/// `tlsgate ca crl --out FILE | head -0`, or a cron job without a stdout:
+/// the CRL is written and the command succeeds; it used to panic on the
+/// first line it printed, before writing the file.
+#[test]
+fn a_closed_stdout_does_not_stop_ca_commands_halfway() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &["ca", "init", "--dir", "ca", "--cn", "Pipe Test CA"],
+    );
+    ok(
+        dir.path(),
+        &["ca", "issue", "--dir", "ca", "--cn", "dan", "--out", "dan"],
+    );
+    let serial = serial_of(dir.path(), "dan.pem");
+    let closed = |args: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command prints anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "tlsgate {}: exit {:?}\n{}",
+            args.join(" "),
+            out.status.code(),
+            text(&out.stderr)
+        );
+    };
+    closed(&["ca", "revoke", "--dir", "ca", "--serial", &serial]);
+    closed(&["ca", "crl", "--dir", "ca", "--out", "crl.pem"]);
+    let listed = openssl(dir.path(), &["crl", "-in", "crl.pem", "-noout", "-text"]);
+    assert!(
+        text(&listed.stdout).contains(&serial.replace(':', "")),
+        "the revocation was recorded and published: {}",
+        text(&listed.stdout)
+    );
+}

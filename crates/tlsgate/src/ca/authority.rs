@@ -217,7 +217,7 @@ pub(crate) fn init(args: &InitArgs) -> Outcome<()> {
     write_atomic(&paths.key(), key_pem.as_bytes(), true)?;
     write_atomic(&paths.cert(), cert_pem.as_bytes(), false)?;
     state.save(&paths)?;
-    println!(
+    say!(
         "created CA \"{}\" ({}, signs with {}, valid until {}) in {}:",
         summary.subject,
         args.key,
@@ -225,15 +225,15 @@ pub(crate) fn init(args: &InitArgs) -> Outcome<()> {
         validator::rfc3339(summary.not_after),
         args.dir.display()
     );
-    println!(
+    say!(
         "  {}  CA certificate (give it to listeners as mutual_auth.ca)",
         paths.cert().display()
     );
-    println!(
+    say!(
         "  {}  CA key, mode 0600: keep it secret and back it up with the folder",
         paths.key().display()
     );
-    println!(
+    say!(
         "  {}  issued serials and revocations",
         paths.state().display()
     );
@@ -241,7 +241,7 @@ pub(crate) fn init(args: &InitArgs) -> Outcome<()> {
     if let Some(target) = target {
         let ca = load(&args.dir)?;
         install::install(&ca, &target, None)?;
-        println!(
+        say!(
             "a tlsgate serve watching {} uses it within a second for listeners with mutual_auth.ca = {:?}",
             target.store().display(),
             target.name()
@@ -515,17 +515,17 @@ pub(crate) fn issue(args: &IssueArgs) -> Outcome<()> {
         LeafKind::Client => String::from("client certificate"),
         LeafKind::Server => format!("server certificate for {}", dns.join(", ")),
     };
-    println!(
+    say!(
         "issued {what}: \"{}\" ({}), serial {}, valid until {}:",
         summary.subject,
         args.key,
         summary.serial,
         validator::rfc3339(summary.not_after)
     );
-    println!("  {}  certificate, then the CA", outputs.pem.display());
-    println!("  {}  private key, mode 0600", outputs.key.display());
+    say!("  {}  certificate, then the CA", outputs.pem.display());
+    say!("  {}  private key, mode 0600", outputs.key.display());
     if let Some(path) = &outputs.p12 {
-        println!(
+        say!(
             "  {}  PKCS#12 (key, certificate, CA; AES-256, mode 0600)",
             path.display()
         );

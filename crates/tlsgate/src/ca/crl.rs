@@ -142,7 +142,7 @@ fn publish(ca: &mut Ca, days: u32, target: Option<&Target>) -> Outcome<SignedCrl
             }
         })?;
     }
-    println!(
+    say!(
         "CRL number {number} of \"{}\": {} revoked certificate(s), next update {}",
         ca.summary.subject,
         crl.revoked,
@@ -165,7 +165,7 @@ fn renewal_hint(ca: &Ca, crl: &SignedCrl, target: Option<&Target>, out: Option<&
     if let Some(out) = out {
         destination.push_str(&format!(" --out {}", out.display()));
     }
-    println!(
+    say!(
         "publish a new CRL before {} (an expired CRL is still enforced but logged as expired; e.g. daily from cron: tlsgate ca crl --dir {}{destination})",
         rfc3339(crl.next_update),
         ca.paths.dir.display()
@@ -240,28 +240,28 @@ pub(crate) fn revoke(args: &RevokeArgs) -> Outcome<()> {
             .unwrap_or_default()
     };
     if newly.is_empty() {
-        println!(
+        say!(
             "nothing to revoke: {} matching certificate(s) already revoked",
             matching.len()
         );
         for index in &matching {
-            println!("{}", describe(index));
+            say!("{}", describe(index));
         }
     } else {
-        println!(
+        say!(
             "revoked {} certificate(s) (reason {}):",
             newly.len(),
             args.reason
         );
         for index in &newly {
-            println!("{}", describe(index));
+            say!("{}", describe(index));
         }
     }
 
     match &target {
         Some(target) => {
             let crl = publish(&mut ca, args.crl_days, Some(target))?;
-            println!(
+            say!(
                 "a tlsgate serve watching {} refuses the revoked certificate(s) within a second, resumed sessions included",
                 target.store().display()
             );
@@ -270,7 +270,7 @@ pub(crate) fn revoke(args: &RevokeArgs) -> Outcome<()> {
         None if newly.is_empty() => {}
         None => {
             ca.state.save(&ca.paths)?;
-            println!(
+            say!(
                 "listeners still accept it until they get a new CRL: run `tlsgate ca crl --dir {} --out FILE` or add --install-into STORE --name CA_NAME",
                 args.dir.display()
             );
@@ -286,7 +286,7 @@ pub(crate) fn crl(args: &CrlArgs) -> Outcome<()> {
     let crl = publish(&mut ca, args.days, target.as_ref())?;
     if let Some(out) = &args.out {
         write_atomic(out, crl.pem.as_bytes(), false)?;
-        println!("wrote {}", out.display());
+        say!("wrote {}", out.display());
     }
     renewal_hint(&ca, &crl, target.as_ref(), args.out.as_deref());
     Ok(())

@@ -120,7 +120,7 @@ pub(crate) fn install(ca: &Ca, target: &Target, crl_pem: Option<&str>) -> Outcom
         None => {
             let path = folder.join(CA_FILES[0]);
             write_atomic(&path, ca.cert_pem.as_bytes(), false)?;
-            println!("wrote {}", path.display());
+            say!("wrote {}", path.display());
             vec![ca.cert_der.clone()]
         }
     };
@@ -157,7 +157,7 @@ pub(crate) fn install(ca: &Ca, target: &Target, crl_pem: Option<&str>) -> Outcom
         }
         content.push_str(crl_pem);
         write_atomic(&path, content.as_bytes(), false)?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(folder)
 }

@@ -9,6 +9,17 @@
 //! certificate store so that a running `tlsgate serve` enforces a revocation
 //! within a second (R3, R4, R16).
 
+/// Prints a line on stdout. A closed stdout (`| head`, a cron job without
+/// one) must not stop a command halfway: the files it writes and the state
+/// it records are what matters, so a failed print is ignored (println!
+/// would panic before the CRL file or the revocation were written).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod authority;
 mod crl;
 pub(crate) mod files;
