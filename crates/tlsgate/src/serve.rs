@@ -162,6 +162,7 @@ async fn serve(config: Config) -> ExitCode {
         config: current.clone(),
         token,
         ready: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
     });
     let _admin = match admin::start(state.clone(), admin_bind).await {
         Ok((address, task)) => {
@@ -259,6 +260,7 @@ async fn serve(config: Config) -> ExitCode {
         systemd::ready(&status);
     }
     systemd::stopping();
+    state.stopping.store(true, Ordering::Relaxed);
     state.ready.store(false, Ordering::Relaxed);
     tracing::info!("shutting down: no new connections; in-flight requests may finish");
     server.shutdown().await;

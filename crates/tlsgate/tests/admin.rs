@@ -1943,6 +1943,10 @@ fn off_loopback_the_api_needs_a_token_file_and_a_bearer_token() {
     assert_error(&reply, 404, "CertificateNotFound", "the refused upload");
     let reply = gate.raw("GET", "/metrics", &[("Authorization", &right)], b"");
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let lower = format!("bearer {token}");
+    let reply = gate.raw("GET", "/metrics", &[("Authorization", &lower)], b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(!gate.log_text().contains(token), "the token is logged");
     assert!(
         !gate

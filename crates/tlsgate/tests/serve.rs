@@ -497,7 +497,23 @@ fn curl_http10_and_an_oversized_header_over_http2_get_proper_answers() {
 fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     need("curl");
     let site = Site::new(Duration::from_millis(1500));
-    let (mut proc, port) = site.serve();
+    let config = site.config_path();
+    let mut proc = spawn_with_env(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    let address = |line: String| -> SocketAddr {
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        value["address"].as_str().unwrap().parse().unwrap()
+    };
+    let admin = address(proc.wait_line("admin API listening"));
+    let port = address(proc.wait_line("\"serving\"")).port();
     let url = format!("https://localhost:{port}/slow");
     let root = site.path.join("root.pem");
     let in_flight = Command::new("curl")
@@ -517,6 +533,19 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     // The request is in flight once the backend holds it; then ask to stop.
     std::thread::sleep(Duration::from_millis(500));
     proc.signal("TERM");
+    // While it drains, /readyz says it is stopping (not "starting").
+    proc.wait_line("shutting down");
+    let ready = curl(&[
+        "--silent",
+        "--write-out",
+        " %{http_code}",
+        &format!("http://{admin}/readyz"),
+    ]);
+    let ready = String::from_utf8_lossy(&ready.stdout).into_owned();
+    assert!(
+        ready.starts_with("stopping") && ready.ends_with(" 503"),
+        "{ready}"
+    );
     let out = in_flight.wait_with_output().unwrap();
     assert!(
         out.status.success(),

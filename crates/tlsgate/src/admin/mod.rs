@@ -42,6 +42,8 @@ pub struct AppState {
     pub token: Option<Vec<u8>>,
     /// Set once the listeners are bound and the store loaded.
     pub ready: AtomicBool,
+    /// Set when shutdown begins (ready goes false for good).
+    pub stopping: AtomicBool,
 }
 
 /// Shared handle to the app state.
@@ -124,7 +126,12 @@ async fn authorize(
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        })
         .map(str::trim);
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), token) => next.run(request).await,
@@ -149,7 +156,12 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<Shared>) -> Response {
     if !state.ready.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+        let phase = if state.stopping.load(Ordering::Relaxed) {
+            "stopping: draining in-flight requests\n"
+        } else {
+            "starting\n"
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, phase).into_response();
     }
     let snapshot = state.store.snapshot();
     let problems: Vec<String> = snapshot
