@@ -144,8 +144,8 @@ impl TlsConfigCache {
         if tls.sni.is_empty() {
             let missing: Vec<&str> = tls.missing.iter().map(|name| name.as_str()).collect();
             return Err(format!(
-                "listener {:?} has none of its server certificates in the store (not in the \
-                 store: {}); refusing the handshake",
+                "listener {:?} has none of its server certificates loaded (not in the store, \
+                 or refused when read: {}); refusing the handshake",
                 self.listener,
                 missing.join(", ")
             ));

@@ -170,7 +170,13 @@ async fn serve(config: Config) -> ExitCode {
             task
         }
         Err(err) => {
-            eprintln!("tlsgate: cannot bind the admin API on {admin_bind}: {err}");
+            let hint = match err.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "; another process (another tlsgate?) uses that port — stop it, or set another [admin] bind"
+                }
+                _ => "",
+            };
+            eprintln!("tlsgate: cannot bind the admin API on {admin_bind}: {err}{hint}");
             return ExitCode::FAILURE;
         }
     };

@@ -588,6 +588,36 @@ fn text_logs_to_a_pipe_have_no_colour_codes_and_workers_0_is_refused() {
     assert!(stderr.contains("1..=4096"), "{stderr}");
 }
 
+/// An admin port someone else holds: serve says so and what to do.
+#[test]
+fn a_busy_admin_port_is_said_with_what_to_do() {
+    let site = Site::new(Duration::ZERO);
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = holder.local_addr().unwrap();
+    let config = site.path.join("busy-admin.toml");
+    // The first bind is [admin]'s.
+    fs::write(
+        &config,
+        site.config_text(false).replacen(
+            "bind = \"127.0.0.1:0\"",
+            &format!("bind = \"{busy}\""),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind the admin API on {busy}"))
+            && stderr.contains("set another [admin] bind"),
+        "{stderr}"
+    );
+}
+
 /// serve stops (exit 78) when it cannot read admin.token_file; the check
 /// that says whether serve would start says so too.
 #[test]

@@ -87,7 +87,10 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         let mut error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new("InvalidParameter", "the request body is larger than 1 MiB")
+            ApiError::new(
+                "InvalidParameter",
+                "the request body is larger than 1 MiB; a certificate bundle with its key is a few KiB: send PEM or base64 of the files, not a whole folder or archive",
+            )
         } else {
             ApiError::new(
                 "InvalidParameter",
