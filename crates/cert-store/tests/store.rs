@@ -492,9 +492,29 @@ async fn an_editor_save_via_rename_is_picked_up() {
     assert!(h.store.snapshot().server(&name("e")).is_some());
 }
 
-/// `renameat2(RENAME_EXCHANGE)` (`mv --exchange`): the new folder and the
-/// live one trade places in one step. Done through python3's ctypes, as
-/// neither std nor Debian 12's coreutils offer it.
+/// `renameat2(RENAME_EXCHANGE)` (`mv --exchange`) of two folders, through
+/// python3's ctypes: neither std nor Debian 12's coreutils offer it.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) {
+    let script = "import ctypes, os, sys\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        AT_FDCWD, RENAME_EXCHANGE = -100, 2\n\
+        if libc.renameat2(AT_FDCWD, sys.argv[1].encode(), AT_FDCWD, sys.argv[2].encode(), RENAME_EXCHANGE):\n\
+        \x20   sys.exit(os.strerror(ctypes.get_errno()))\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("python3 (the tests' prerequisites in README)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The new folder and the live one trade places in one step.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn an_atomic_folder_exchange_is_picked_up_at_once() {
@@ -509,62 +529,28 @@ async fn an_atomic_folder_exchange_is_picked_up_at_once() {
     );
     h.bind("web", &["x"]);
     let staged = h.path.join("server").join(".x-new");
-    fs::create_dir_all(&staged).unwrap();
-    let chain = format!("{}{}", new.cert_pem(), root.cert().cert_pem());
-    fs::write(staged.join("cert.pem"), chain).unwrap();
-    fs::write(staged.join("key.pem"), new.key().pkcs8_pem()).unwrap();
+    let stage = |issued: &Issued| {
+        let _ = fs::remove_dir_all(&staged);
+        fs::create_dir_all(&staged).unwrap();
+        let chain = format!("{}{}", issued.cert_pem(), root.cert().cert_pem());
+        fs::write(staged.join("cert.pem"), chain).unwrap();
+        fs::write(staged.join("key.pem"), issued.key().pkcs8_pem()).unwrap();
+    };
     let live = server_folder(&h.path, "x");
-    let script = "import ctypes, os, sys\n\
-        libc = ctypes.CDLL(None, use_errno=True)\n\
-        AT_FDCWD, RENAME_EXCHANGE = -100, 2\n\
-        if libc.renameat2(AT_FDCWD, sys.argv[1].encode(), AT_FDCWD, sys.argv[2].encode(), RENAME_EXCHANGE):\n\
-        \x20   sys.exit(os.strerror(ctypes.get_errno()))\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&staged)
-        .arg(&live)
-        .output()
-        .expect("python3 (the tests' prerequisites in README)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stage(&new);
+    exchange(&staged, &live);
     h.loaded("x").await;
     assert_eq!(h.handshake("web", &root, "x.example").await, der(&new));
-    // Exchanged back, and then a third time with a fresh folder.
+    // Exchanged back and forth (the first exchange always worked; the
+    // next ones waited for the periodic rescan), then with a fresh folder.
     for _ in 0..3 {
-        let out = std::process::Command::new("python3")
-            .args(["-c", script])
-            .arg(&staged)
-            .arg(&live)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        exchange(&staged, &live);
         h.loaded("x").await;
     }
     assert_eq!(h.handshake("web", &root, "x.example").await, der(&old));
     let third = root.server(&["x.example"], KeyKind::EcdsaP256, Validity::Normal);
-    let chain = format!("{}{}", third.cert_pem(), root.cert().cert_pem());
-    fs::remove_dir_all(&staged).unwrap();
-    fs::create_dir_all(&staged).unwrap();
-    fs::write(staged.join("cert.pem"), chain).unwrap();
-    fs::write(staged.join("key.pem"), third.key().pkcs8_pem()).unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&staged)
-        .arg(&live)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stage(&third);
+    exchange(&staged, &live);
     h.loaded("x").await;
     assert_eq!(h.handshake("web", &root, "x.example").await, der(&third));
 }

@@ -549,7 +549,6 @@ async fn a_trusted_proxy_keeps_its_x_forwarded_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_client_closes_ends_with_tls_close_notify() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
     let (_server, addr) = start(
@@ -557,17 +556,16 @@ async fn a_connection_the_client_closes_ends_with_tls_close_notify() {
         vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
     )
     .await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    // rustls reports UnexpectedEof when the peer closes without
-    // close_notify: a client could not tell a whole response from a cut one.
-    let mut response = Vec::new();
-    within("response", STEP, tls.read_to_end(&mut response))
-        .await
-        .expect("the server ends the connection with close_notify");
-    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    // raw_exchange reads to the end: rustls reports UnexpectedEof when the
+    // peer closes without close_notify (a client could not tell a whole
+    // response from a cut one), and that fails it.
+    let response = raw_exchange(
+        addr,
+        &fx,
+        "GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,7 +680,7 @@ async fn raw_exchange(addr: std::net::SocketAddr, fx: &Fixture, request: &str) -
     let mut response = Vec::new();
     within("response", STEP, tls.read_to_end(&mut response))
         .await
-        .unwrap();
+        .expect("the server ends the connection with close_notify");
     String::from_utf8_lossy(&response).into_owned()
 }
 

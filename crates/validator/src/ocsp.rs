@@ -307,48 +307,28 @@ mod tests {
             check_ocsp(&good, other.cert_der(), now),
             Err(OcspProblem::OtherCertificate { .. })
         ));
-        let revoked = response(
-            ResponseStatus::Successful,
-            &serial,
-            1,
-            now - day,
-            Some(now + day),
-        );
+        // (certStatus, thisUpdate, nextUpdate) for this leaf.
+        let judge = |status: u8, this: i64, next: Option<i64>| {
+            check_ocsp(
+                &response(ResponseStatus::Successful, &serial, status, this, next),
+                leaf.cert_der(),
+                now,
+            )
+        };
         assert_eq!(
-            check_ocsp(&revoked, leaf.cert_der(), now),
+            judge(1, now - day, Some(now + day)),
             Err(OcspProblem::Revoked)
         );
-        let unknown = response(
-            ResponseStatus::Successful,
-            &serial,
-            2,
-            now - day,
-            Some(now + day),
-        );
         assert_eq!(
-            check_ocsp(&unknown, leaf.cert_der(), now),
+            judge(2, now - day, Some(now + day)),
             Err(OcspProblem::Unknown)
         );
-        let stale = response(
-            ResponseStatus::Successful,
-            &serial,
-            0,
-            now - 2 * day,
-            Some(now - day),
-        );
         assert!(matches!(
-            check_ocsp(&stale, leaf.cert_der(), now),
+            judge(0, now - 2 * day, Some(now - day)),
             Err(OcspProblem::Expired(_))
         ));
-        let early = response(
-            ResponseStatus::Successful,
-            &serial,
-            0,
-            now + day,
-            Some(now + 2 * day),
-        );
         assert!(matches!(
-            check_ocsp(&early, leaf.cert_der(), now),
+            judge(0, now + day, Some(now + 2 * day)),
             Err(OcspProblem::NotYetValid(_))
         ));
         let later = response(ResponseStatus::TryLater, &serial, 0, now, None);
