@@ -60,6 +60,12 @@ struct Shared {
     last_unusable_warning: std::sync::atomic::AtomicU64,
     /// Bounds the per-connection "handshake failed" lines.
     failed_handshakes_logged: LogBudget,
+    /// `connections` was lowered: the accept loop gives back the permit it
+    /// holds while waiting for a client, and takes one under the new limit.
+    limit_changed: tokio::sync::Notify,
+    /// Permits a lowered limit still has to take away: the accept loop
+    /// forgets this many of those it gets back as connections close.
+    owed_permits: std::sync::atomic::AtomicUsize,
 }
 
 /// Lets a per-connection log line through at most [`LogBudget::PER_WINDOW`]
@@ -136,6 +142,31 @@ fn bindings(configs: &[ListenerConfig]) -> Vec<Binding> {
         .collect()
 }
 
+/// Moves a listener's connection limit from `current` to `next` (R13) on
+/// a reload, without touching open connections: permits are added at
+/// once; taken away at once where free, and by the accept loop as
+/// connections close for the rest (new clients wait meanwhile, as they do
+/// at the limit). Only the accept loop takes permits, so it can forget
+/// the owed ones without a race.
+fn resize(shared: &Shared, current: usize, next: usize) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if next > current {
+        // Raising first cancels what an earlier lowering still owes.
+        let mut raise = next - current;
+        let _ = shared.owed_permits.fetch_update(SeqCst, SeqCst, |owed| {
+            let cancel = owed.min(raise);
+            raise -= cancel;
+            Some(owed - cancel)
+        });
+        shared.connections.add_permits(raise);
+    } else if next < current {
+        let owed = current - next;
+        let owed = owed - shared.connections.forget_permits(owed);
+        shared.owed_permits.fetch_add(owed, SeqCst);
+        shared.limit_changed.notify_one();
+    }
+}
+
 fn bind_hint(err: &std::io::Error) -> &'static str {
     match err.kind() {
         std::io::ErrorKind::AddrInUse => {
@@ -197,6 +228,11 @@ impl Server {
         for config in configs {
             if let Some(current) = running.get(&config.name) {
                 let previous = current.shared.runtime.load_full();
+                resize(
+                    &current.shared,
+                    previous.config.limits.max_connections,
+                    config.limits.max_connections,
+                );
                 current
                     .shared
                     .runtime
@@ -220,6 +256,8 @@ impl Server {
                 port: HeaderValue::from(local.port()),
                 last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
                 failed_handshakes_logged: LogBudget::default(),
+                limit_changed: tokio::sync::Notify::new(),
+                owed_permits: std::sync::atomic::AtomicUsize::new(0),
             });
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(accept_loop(socket, shared.clone(), stopped));
@@ -335,7 +373,25 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
             },
             _ = stopped.changed() => break,
         };
+        // A lowered limit takes its permits back as connections close.
+        let owed = shared.owed_permits.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |owed| owed.checked_sub(1),
+        );
+        if owed.is_ok() {
+            permit.forget();
+            continue;
+        }
         let (stream, peer) = tokio::select! {
+            // A lowered limit first: a client that arrived meanwhile must
+            // not be served on the permit it took away.
+            biased;
+            () = shared.limit_changed.notified() => {
+                // Lowered: this permit may be one the new limit no longer has.
+                drop(permit);
+                continue;
+            }
             accepted = socket.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {

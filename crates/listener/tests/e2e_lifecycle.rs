@@ -312,6 +312,67 @@ async fn past_max_connections_new_clients_wait_in_the_accept_queue() {
     assert_eq!(response.echo().path, "/third");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_max_connections_both_ways_without_cutting_any() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    config.limits.max_connections = 3;
+    let (server, addr) = start(&fx.store, vec![config.clone()]).await;
+    let client = fx.client_config(None, &[HTTP11]);
+    let hold = || async {
+        let mut open = within("connect", STEP, Client::connect(addr, client.clone()))
+            .await
+            .unwrap();
+        let response = within("request", STEP, open.get("/", &[])).await.unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        open
+    };
+    let mut held = vec![hold().await, hold().await];
+
+    // Lowered below what is open: nothing is cut, new clients wait.
+    config.limits.max_connections = 1;
+    within("apply", STEP, server.apply(vec![config.clone()]))
+        .await
+        .unwrap();
+    let mut waiting = tokio::spawn(get(addr, client.clone(), "/waiting", &[]));
+    // Bounded waits that must run out: the client is queued.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "served with 2 open and the limit lowered to 1"
+    );
+    for open in &mut held {
+        let response = within("request", STEP, open.get("/", &[])).await.unwrap();
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "open connections keep serving"
+        );
+    }
+    held.pop();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "served with 1 open and a limit of 1"
+    );
+    held.pop();
+    let response = within("the waiting client", STEP, waiting)
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("queued client failed: {}", describe(&*err)));
+    assert_eq!(response.status, StatusCode::OK);
+
+    // Raised: three at once.
+    config.limits.max_connections = 3;
+    within("apply", STEP, server.apply(vec![config]))
+        .await
+        .unwrap();
+    let _three = [hold().await, hold().await, hold().await];
+}
+
 // ---------------------------------------------------------------------------
 // Robustness (R13)
 // ---------------------------------------------------------------------------
