@@ -244,13 +244,42 @@ impl BackendPool {
             Scheduler::RoundRobin => self.pick_round_robin(exclude),
             Scheduler::SmoothWeighted(current) => self.pick_smooth_weighted(current, exclude),
             Scheduler::WeightedLeastConnections => self.pick_least_connections(exclude),
-        }?;
+        }
+        .or_else(|| self.last_resort(exclude))?;
         let backend = self.backends.get(index)?;
         backend.state.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(Lease {
             backend: Arc::clone(backend),
             index,
         })
+    }
+
+    /// With every backend out of rotation by the passive check alone (no
+    /// active checks to say otherwise), a request's first attempt still
+    /// tries the one out the longest, as NGINX does: a single backend that
+    /// restarted would otherwise get 503s for the whole cooldown. If it
+    /// answers, it is back ([`BackendPool::answered`]); if not, the request
+    /// gets its 503 after one more refused connect.
+    fn last_resort(&self, exclude: &[usize]) -> Option<usize> {
+        if !exclude.is_empty() || self.active_checks.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        self.backends
+            .iter()
+            .enumerate()
+            .filter(|(_, backend)| backend.weight > 0)
+            .min_by_key(|(_, backend)| backend.state.down_since_ms.load(Ordering::Relaxed))
+            .map(|(index, _)| index)
+    }
+
+    /// A backend answered a request: one the passive check took out is
+    /// back at once (a response is better evidence than a timer).
+    pub(crate) fn answered(&self, backend: &Backend) {
+        if !backend.state.healthy.load(Ordering::Relaxed)
+            && self.active_checks.load(Ordering::Relaxed) == 0
+        {
+            self.bring_back(backend, &"it answered a request");
+        }
     }
 
     /// Is at least one backend healthy with weight above 0? When not, the
@@ -267,14 +296,16 @@ impl BackendPool {
     /// With active checks it comes back after `healthy_threshold`
     /// consecutive successful checks; without, after the passive cooldown
     /// (10 s). Unknown indices are ignored.
-    pub fn mark_connect_failure(&self, index: usize) {
+    /// Returns whether this failure took the backend out (the first of a
+    /// burst: requests in flight to it fail together).
+    pub fn mark_connect_failure(&self, index: usize) -> bool {
         let Some(backend) = self.backends.get(index) else {
-            return;
+            return false;
         };
         // The active check must see a full `healthy_threshold` run of
         // successes after this, not finish one that started before.
         backend.state.successes.store(0, Ordering::Relaxed);
-        self.take_out(backend, &"connect refused");
+        self.take_out(backend, &"connect refused")
     }
 
     /// All backends, in configuration order (a [`Lease::index`] indexes this).
@@ -551,12 +582,32 @@ mod tests {
     fn a_second_refusal_while_out_does_not_log_again() {
         let pool = BackendPool::new(&configs(&[100]), SchedulerKind::RoundRobin, None);
         let events = pool.subscribe_health();
-        pool.mark_connect_failure(0);
-        pool.mark_connect_failure(0);
-        pool.mark_connect_failure(7);
+        assert!(pool.mark_connect_failure(0), "the first takes it out");
+        assert!(!pool.mark_connect_failure(0));
+        assert!(!pool.mark_connect_failure(7));
         assert_eq!(*events.borrow(), 1);
-        assert!(pool.pick(&[]).is_none());
         assert!(!pool.any_eligible());
+        // No retry of a refused backend within one request.
+        assert!(pool.pick(&[0]).is_none());
+    }
+
+    #[test]
+    fn with_all_out_passively_a_first_attempt_tries_the_one_out_longest() {
+        let pool = BackendPool::new(&configs(&[100, 100, 0]), SchedulerKind::RoundRobin, None);
+        pool.mark_connect_failure(1);
+        // down_since is in milliseconds: let the two ejections differ.
+        std::thread::sleep(Duration::from_millis(3));
+        pool.mark_connect_failure(0);
+        assert!(!pool.any_eligible());
+        let lease = pool.pick(&[]).expect("a last resort");
+        assert_eq!(lease.index(), 1, "out the longest (weight 0 never)");
+        // Within the same request, nothing else is tried: 503.
+        assert!(pool.pick(&[1]).is_none());
+
+        // It answered: back at once, not at the end of the cooldown.
+        pool.answered(lease.backend());
+        assert!(pool.backends()[1].is_healthy());
+        assert_eq!(pick_index(&pool), Some(1));
     }
 
     #[tokio::test]
@@ -571,8 +622,10 @@ mod tests {
         pool.mark_connect_failure(0);
         assert!(
             pool.pick(&[]).is_none(),
-            "active checks decide when it returns"
+            "active checks decide when it returns: no last resort"
         );
+        pool.answered(&pool.backends()[0]);
+        assert!(!pool.backends()[0].is_healthy(), "nor does an answer");
         assert!(!pool.any_eligible());
 
         // Once the checks stop (task aborted), the passive cooldown applies again.

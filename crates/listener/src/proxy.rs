@@ -218,11 +218,19 @@ async fn forward(
                 Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     return switch(response, lease, config, connection);
                 }
-                Ok(response) => return backend_response(response, lease),
+                Ok(response) => {
+                    runtime.pool.answered(&backend);
+                    return backend_response(response, lease);
+                }
                 Err(SendError::NotSent(reason, unsent)) => {
                     // Nothing was sent: safe to try another backend, whatever the method.
-                    runtime.pool.mark_connect_failure(lease.index());
-                    tracing::warn!(listener = %config.name, backend = %address, %reason, "backend connect failed; the request goes to another healthy backend if there is one, else the client gets 503");
+                    if runtime.pool.mark_connect_failure(lease.index()) {
+                        tracing::warn!(listener = %config.name, backend = %address, %reason, "backend connect failed; it is out of rotation, and its requests go to the other backends (503 when none is healthy)");
+                    } else {
+                        // The rest of a burst (requests in flight to it) or
+                        // a last-resort try: the line above said it.
+                        tracing::debug!(listener = %config.name, backend = %address, %reason, "backend connect failed again");
+                    }
                     tried.push(lease.index());
                     request = *unsent;
                 }

@@ -543,6 +543,34 @@ async fn a_trusted_proxy_keeps_its_x_forwarded_for() {
     assert_forwarded(&echo, "127.0.0.1", elsewhere_addr.port());
 }
 
+/// A listener's only backend restarts: the next request reaches it, not
+/// a 503 for the rest of the passive cooldown (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_backend_that_restarts_is_used_again_at_once() {
+    let fx = Fixture::new();
+    let backend = Backend::start("first").await;
+    let address = backend.address();
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    get_ok(addr, fx.client_config(None, &[HTTP11]), "/", &[]).await;
+    backend.stop().await;
+    let response = get(addr, fx.client_config(None, &[HTTP11]), "/", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{response:?}"
+    );
+
+    let _again = Backend::start_at("again", &address).await;
+    let echo = get_ok(addr, fx.client_config(None, &[HTTP11]), "/", &[]).await;
+    assert_eq!(echo.backend, "again");
+}
+
 // ---------------------------------------------------------------------------
 // Limits and timeouts (R13)
 // ---------------------------------------------------------------------------

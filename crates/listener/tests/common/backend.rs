@@ -47,7 +47,13 @@ struct BackendState {
 impl Backend {
     /// Starts a backend called `name`.
     pub async fn start(name: &str) -> Backend {
-        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::start_at(name, "127.0.0.1:0").await
+    }
+
+    /// Starts a backend called `name` on `address` (a stopped one's, to
+    /// restart it where the proxy expects it).
+    pub async fn start_at(name: &str, address: &str) -> Backend {
+        let socket = TcpListener::bind(address).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let health = Arc::new(AtomicU16::new(200));
         let served = Arc::new(AtomicUsize::new(0));
