@@ -331,6 +331,43 @@ enum Reload {
     WaitingFor(Vec<(CertKind, CertificateName)>),
 }
 
+/// Which listeners a reload adds, removes and changes, by name: what a
+/// 3 a.m. operator reading "configuration reloaded" wants to know first.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListenerChanges {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+}
+
+impl ListenerChanges {
+    fn between(running: &Config, next: &Config) -> ListenerChanges {
+        let mut changes = ListenerChanges::default();
+        for listener in &next.listeners {
+            match running.listeners.iter().find(|l| l.name == listener.name) {
+                None => changes.added.push(listener.name.clone()),
+                // The validated config has no PartialEq (policies, paths);
+                // its Debug form holds every field, and a reload is rare.
+                Some(old) if format!("{old:?}") != format!("{listener:?}") => {
+                    changes.changed.push(listener.name.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        changes.removed = running
+            .listeners
+            .iter()
+            .filter(|old| !next.listeners.iter().any(|l| l.name == old.name))
+            .map(|old| old.name.clone())
+            .collect();
+        changes
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 /// Re-reads the config; a bad one is refused and the running one kept.
 /// The lock serialises reloads with the admin API's config rewrites.
 async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &str) -> Reload {
@@ -370,9 +407,17 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
     for note in &next.notes {
         tracing::warn!("{note}");
     }
+    let changes = ListenerChanges::between(&current, &next);
     match server.apply(next.listeners.clone()).await {
         Ok(()) => {
-            tracing::info!(trigger = why, "configuration reloaded");
+            tracing::info!(
+                trigger = why,
+                added = %changes.added.join(", "),
+                removed = %changes.removed.join(", "),
+                changed = %changes.changed.join(", "),
+                "configuration reloaded{}",
+                if changes.is_empty() { " (no listener changed)" } else { "" }
+            );
             for problem in unresolved_certificates(&next, store) {
                 tracing::warn!("{}; {UNTIL_IT_ARRIVES}", problem.message);
             }

@@ -263,12 +263,23 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     proc.wait_line("configuration refused");
     ok_stdout(&site.get(port, false, "/"));
 
-    // Mutual auth on: new connections need a client certificate.
+    // Mutual auth on: new connections need a client certificate. The log
+    // line names the listener that changed.
     site.write_config(true);
-    proc.wait_line("configuration reloaded");
+    let line = proc.wait_line("configuration reloaded");
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&logged["changed"], &logged["added"], &logged["removed"]),
+        (&"web".into(), &"".into(), &"".into()),
+        "{line}"
+    );
     assert!(!site.get(port, false, "/").status.success());
     let body = ok_stdout(&site.get(port, true, "/"));
     assert!(body.starts_with("backend"), "{body}");
+    // The same file written again: said to change nothing.
+    site.write_config(true);
+    let line = proc.wait_line("configuration reloaded");
+    assert!(line.contains("(no listener changed)"), "{line}");
 
     // A certificate or CA name the store does not serve (a typo, or files
     // not there yet) is not put in force: taken, it would leave the
