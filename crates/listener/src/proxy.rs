@@ -180,8 +180,9 @@ async fn forward(
     // nor Transfer-Encoding needs rewriting here.
     let mut request = Request::from_parts(parts, body);
 
-    // The backend being tried when the request timeout ends the attempt.
-    let mut waiting_on: Option<Arc<crate::backend::Backend>> = None;
+    // The backend being tried when the request timeout ends the attempt
+    // (an index: no reference count to move per request for a log line).
+    let mut waiting_on: Option<usize> = None;
     let attempt = async {
         let mut tried: Vec<usize> = Vec::new();
         loop {
@@ -202,7 +203,7 @@ async fn forward(
                 };
             };
             let backend = Arc::clone(lease.backend());
-            waiting_on = Some(Arc::clone(&backend));
+            waiting_on = Some(lease.index());
             let address = &backend.address;
             match backend
                 .connections()
@@ -246,7 +247,7 @@ async fn forward(
     };
     let outcome = tokio::time::timeout(config.timeouts.request, attempt).await;
     outcome.unwrap_or_else(|_| {
-        if let Some(backend) = &waiting_on {
+        if let Some(backend) = waiting_on.and_then(|i| runtime.pool.backends().get(i)) {
             tracing::warn!(listener = %config.name, backend = %backend.address, timeout = ?config.timeouts.request, "the backend did not answer in time (timeouts.request); the client got 504");
         }
         local_response(

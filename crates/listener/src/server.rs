@@ -55,9 +55,9 @@ struct Shared {
     /// connection it accepts, so made once (no getsockname or formatting
     /// per connection).
     port: HeaderValue,
-    /// When the "cannot serve TLS" warning was last logged (unix seconds):
-    /// it would otherwise repeat for every connection while it lasts.
-    last_unusable_warning: std::sync::atomic::AtomicU64,
+    /// Bounds the "cannot serve TLS" warning: it would otherwise repeat
+    /// for every connection while it lasts.
+    unusable_logged: LogBudget,
     /// Bounds the per-connection "handshake failed" lines.
     failed_handshakes_logged: LogBudget,
     /// `connections` was lowered: the accept loop gives back the permit it
@@ -68,14 +68,14 @@ struct Shared {
     owed_permits: std::sync::atomic::AtomicUsize,
 }
 
-/// Lets a per-connection log line through at most [`LogBudget::PER_WINDOW`]
-/// times per [`LogBudget::WINDOW`] seconds: a client population that all
-/// rejects a new certificate would otherwise write a line per connection.
-/// The metrics count every one.
-#[derive(Default)]
+/// Lets a per-connection log line through at most `per_window` times per
+/// [`LogBudget::WINDOW`] seconds: a client population that all rejects a
+/// new certificate would otherwise write a line per connection. The
+/// metrics count every one.
 struct LogBudget {
     window: std::sync::atomic::AtomicU64,
     used: std::sync::atomic::AtomicU32,
+    per_window: u32,
 }
 
 /// What [`LogBudget::take`] allows.
@@ -89,8 +89,16 @@ enum Budget {
 
 impl LogBudget {
     const WINDOW: u64 = 10;
-    const PER_WINDOW: u32 = 20;
 
+    fn new(per_window: u32) -> LogBudget {
+        LogBudget {
+            window: std::sync::atomic::AtomicU64::new(0),
+            used: std::sync::atomic::AtomicU32::new(0),
+            per_window,
+        }
+    }
+
+    /// Counts one line at `now_secs` (unix) and says what to do with it.
     fn take(&self, now_secs: u64) -> Budget {
         use std::sync::atomic::Ordering::Relaxed;
         let window = now_secs / Self::WINDOW;
@@ -98,10 +106,18 @@ impl LogBudget {
             self.used.store(0, Relaxed);
         }
         match self.used.fetch_add(1, Relaxed) {
-            n if n < Self::PER_WINDOW => Budget::Log,
-            n if n == Self::PER_WINDOW => Budget::LastOne,
+            n if n < self.per_window => Budget::Log,
+            n if n == self.per_window => Budget::LastOne,
             _ => Budget::Quiet,
         }
+    }
+
+    /// [`LogBudget::take`] at the current time.
+    fn take_now(&self) -> Budget {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.take(now)
     }
 }
 
@@ -254,8 +270,8 @@ impl Server {
                 )),
                 stats: Arc::new(ListenerStats::default()),
                 port: HeaderValue::from(local.port()),
-                last_unusable_warning: std::sync::atomic::AtomicU64::new(0),
-                failed_handshakes_logged: LogBudget::default(),
+                unusable_logged: LogBudget::new(1),
+                failed_handshakes_logged: LogBudget::new(20),
                 limit_changed: tokio::sync::Notify::new(),
                 owed_permits: std::sync::atomic::AtomicUsize::new(0),
             });
@@ -441,17 +457,15 @@ fn log_failed_handshake(shared: &Shared, peer: SocketAddr, reason: &str, detail:
         tracing::debug!(listener = %shared.name, client = %peer, reason, "handshake failed");
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     // The detail only when it adds to the reason.
     let detail = (!detail.is_empty() && detail != reason).then_some(detail);
-    match shared.failed_handshakes_logged.take(now) {
+    let budget = &shared.failed_handshakes_logged;
+    match budget.take_now() {
         Budget::Log => {
             tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake failed");
         }
         Budget::LastOne => {
-            tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake failed; more than {} in {} s on this listener: the rest of this window is not logged (tlsgate_handshake_failures_total counts them by reason)", LogBudget::PER_WINDOW, LogBudget::WINDOW);
+            tracing::info!(listener = %shared.name, client = %peer, reason, detail, "handshake failed; more than {} in {} s on this listener: the rest of this window is not logged (tlsgate_handshake_failures_total counts them by reason)", budget.per_window, LogBudget::WINDOW);
         }
         Budget::Quiet => {}
     }
@@ -605,13 +619,9 @@ async fn connection(
                     shared
                         .stats
                         .handshake_failed("listener has no usable TLS configuration");
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let last = shared
-                        .last_unusable_warning
-                        .swap(now, std::sync::atomic::Ordering::Relaxed);
-                    if now.saturating_sub(last) >= 10 {
+                    // Once per window: under steady traffic too (a
+                    // timestamp of the last connection never let it repeat).
+                    if shared.unusable_logged.take_now() == Budget::Log {
                         tracing::warn!(listener = %shared.name, client = %peer, %reason, "handshake refused (logged at most every 10 s)");
                     }
                     let timeout = config.timeouts.handshake;
@@ -780,9 +790,9 @@ mod tests {
 
     #[test]
     fn failed_handshake_lines_are_bounded_per_window_and_say_so_once() {
-        let budget = LogBudget::default();
+        let budget = LogBudget::new(20);
         let start = 1_000 * LogBudget::WINDOW;
-        for _ in 0..LogBudget::PER_WINDOW {
+        for _ in 0..budget.per_window {
             assert_eq!(budget.take(start), Budget::Log);
         }
         assert_eq!(budget.take(start + 1), Budget::LastOne);
@@ -790,5 +800,16 @@ mod tests {
         assert_eq!(budget.take(start + LogBudget::WINDOW - 1), Budget::Quiet);
         // The next window starts afresh.
         assert_eq!(budget.take(start + LogBudget::WINDOW), Budget::Log);
+    }
+
+    #[test]
+    fn a_once_per_window_line_repeats_under_steady_traffic() {
+        // One connection a second for 30 s: a line in each 10 s window.
+        let budget = LogBudget::new(1);
+        let start = 1_000 * LogBudget::WINDOW;
+        let logged = (0..30)
+            .filter(|s| budget.take(start + s) == Budget::Log)
+            .count();
+        assert_eq!(logged, 3);
     }
 }
