@@ -485,10 +485,7 @@ impl Store {
         path: &Path,
     ) {
         let code = err.code();
-        let mut message = err.to_string();
-        if code == "KeyCertificateMismatch" {
-            message.push_str(" (a renewal that writes the certificate and the key one at a time passes through this: it clears when the second file lands)");
-        }
+        let message = err.to_string();
         self.counters.failure.fetch_add(1, Ordering::Relaxed);
         let keeps = if self.current.load().contains(kind, name) {
             "the previous version stays in service"

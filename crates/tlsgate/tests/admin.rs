@@ -914,6 +914,7 @@ fn every_key_type_uploads_and_is_served_on_the_next_handshake() {
             );
         }
         assert_eq!(shown["sans"], json!(["localhost"]), "{shown}");
+        assert_eq!(shown["ocsp_stapled"], false, "no ocsp.der: {shown}");
         let days = shown["days_left"].as_i64().unwrap();
         assert!((363..=365).contains(&days), "days_left {days}");
         assert_mode_0600(&site.server_folder("up").join("key.pem"));

@@ -361,9 +361,10 @@ pub fn check(request: &Request<'_>) -> Report {
                     .map(|c| format!(" (it belongs to {} instead)", c.describe()))
                     .unwrap_or_default();
                 findings.error(Error::KeyCertificateMismatch(format!(
-                    "{} does not match the leaf certificate {}{other}; use the key that was generated with this certificate's request — after a renewal the old key often stays behind",
+                    "{} does not match the leaf certificate {}{other}; use the key that was generated with this certificate's request — after a renewal the old key often stays behind{}",
                     key.origin,
-                    leaf.describe()
+                    leaf.describe(),
+                    options.origin.mismatch_note()
                 )));
             }
             if key.algorithm != leaf.key_algorithm {

@@ -43,6 +43,16 @@ impl Origin {
         }
     }
 
+    /// What else a key that does not match its certificate can mean here.
+    pub(crate) fn mismatch_note(self) -> &'static str {
+        match self {
+            Origin::Cli | Origin::Api => "",
+            Origin::Store => {
+                " (a renewal that writes the certificate and the key one at a time passes through this: it clears when the second file lands)"
+            }
+        }
+    }
+
     /// What happens to a bundle written out of order.
     pub(crate) fn reorder_note(self) -> &'static str {
         match self {

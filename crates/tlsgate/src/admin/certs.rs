@@ -258,7 +258,21 @@ fn summary_json(summary: &Summary) -> serde_json::Map<String, Value> {
 fn describe(state: &Shared, kind: CertKind, name: &CertificateName) -> Option<Value> {
     let snapshot = state.store.snapshot();
     let mut out = match kind {
-        CertKind::Server => summary_json(&snapshot.server(name)?.summary),
+        CertKind::Server => {
+            let server = snapshot.server(name)?;
+            let mut out = summary_json(&server.summary);
+            // R9b: whether an ocsp.der is stapled (one that fails its check
+            // is not), and until when it is good.
+            out.insert(
+                "ocsp_stapled".into(),
+                json!(server.certified.ocsp.is_some()),
+            );
+            out.insert(
+                "ocsp_next_update".into(),
+                json!(server.ocsp_next_update.map(validator::rfc3339)),
+            );
+            out
+        }
         CertKind::Ca => {
             let ca = snapshot.ca(name)?;
             let mut out = summary_json(&ca.summary);
