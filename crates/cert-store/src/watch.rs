@@ -51,13 +51,6 @@ impl Drop for Watcher {
 struct Work {
     folders: BTreeSet<(CertKind, String)>,
     rescan: bool,
-    /// A certificate folder itself was renamed or removed. The debouncer
-    /// joins a rename's two ends by file id, and for an atomic exchange
-    /// (`renameat2(RENAME_EXCHANGE)`, `mv --exchange`) of a staged hidden
-    /// folder with the live one it can report the staged name alone:
-    /// which folders changed is then for a rescan (it compares every
-    /// folder's file stamps) to find.
-    folder_renamed: bool,
 }
 
 /// Maps an event path to the folder it belongs to. `renamed`: the event
@@ -83,8 +76,14 @@ fn classify(store: &Path, path: &Path, renamed: bool, work: &mut Work) {
     match parts.next() {
         Some(folder) => {
             work.folders.insert((kind, folder.to_string()));
+            // A certificate folder itself renamed or removed. The debouncer
+            // joins a rename's two ends by file id, and for an atomic
+            // exchange (`mv --exchange`) of a staged hidden folder with the
+            // live one it can report the staged name alone: which folders
+            // changed is then for a rescan (it compares every folder's
+            // file stamps) to find.
             if renamed && parts.next().is_none() {
-                work.folder_renamed = true;
+                work.rescan = true;
             }
         }
         None => work.rescan = true,
@@ -131,7 +130,7 @@ impl Store {
                                     classify(store.dir(), path, renamed, &mut work);
                                 }
                             }
-                            if work.rescan || work.folder_renamed {
+                            if work.rescan {
                                 store.rescan();
                             }
                             for (kind, folder) in &work.folders {
@@ -189,7 +188,7 @@ mod tests {
                 (CertKind::Ca, "corp".to_string())
             ]
         );
-        assert!(!work.rescan && !work.folder_renamed);
+        assert!(!work.rescan);
         let mut work = Work::default();
         classify(store, Path::new("/s/server"), false, &mut work);
         assert!(work.rescan);
@@ -201,7 +200,7 @@ mod tests {
         let rescans = |path: &str, renamed: bool| {
             let mut work = Work::default();
             classify(store, Path::new(path), renamed, &mut work);
-            work.folder_renamed
+            work.rescan
         };
         assert!(rescans("/s/server/www", true));
         assert!(rescans("/s/ca/.corp-new", true));
