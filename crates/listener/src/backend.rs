@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::log_budget::{Budget, LogBudget};
 use crate::upstream::Upstream;
 use crate::{BackendConfig, SchedulerKind};
 
@@ -133,6 +134,9 @@ pub struct BackendPool {
     health_events: watch::Sender<u64>,
     /// The listener the pool serves, for its log lines.
     listener: Arc<str>,
+    /// Bounds the "no healthy backend" warning to one per window: it would
+    /// otherwise repeat for every request answered 503.
+    unavailable_logged: LogBudget,
 }
 
 #[derive(Debug)]
@@ -224,6 +228,7 @@ impl BackendPool {
             active_checks: AtomicUsize::new(0),
             health_events: watch::Sender::new(0),
             listener: Arc::from(""),
+            unavailable_logged: LogBudget::new(1),
         }
     }
 
@@ -279,6 +284,28 @@ impl BackendPool {
             && self.active_checks.load(Ordering::Relaxed) == 0
         {
             self.bring_back(backend, &"it answered a request");
+        }
+    }
+
+    /// Logs that a request is answered 503 because no backend is in
+    /// rotation, at most once per [`LogBudget::WINDOW`] seconds (the 5xx
+    /// count in the metrics has every one). Without it, the only trace of
+    /// an outage would be the health-check lines from when each backend
+    /// went out, possibly long before.
+    pub(crate) fn log_unavailable(&self) {
+        if self.unavailable_logged.take_now() != Budget::Log {
+            return;
+        }
+        let out: Vec<&str> = self
+            .backends
+            .iter()
+            .filter(|backend| backend.weight > 0)
+            .map(|backend| &*backend.address)
+            .collect();
+        if out.is_empty() {
+            tracing::warn!(listener = %self.listener, "requests get 503: no backend of this listener has a weight above 0 (logged at most every 10 s)");
+        } else {
+            tracing::warn!(listener = %self.listener, backends = ?out, "requests get 503: no backend is in rotation; the health lines above say why each went out, and a backend is back once it passes its checks (logged at most every 10 s)");
         }
     }
 

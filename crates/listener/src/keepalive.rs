@@ -213,6 +213,16 @@ async fn close<IO: AsyncWrite + Unpin>(io: &mut IO) {
     let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
+/// How an HTTP/1.1 connection ended, when hyper did not end it with an error.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Http1End {
+    /// The client left, went idle or the listener drained.
+    Closed,
+    /// A request head was still arriving when `client_idle` ran out (a
+    /// stalled or deliberately slow client, slowloris): closed, counted.
+    SlowHead,
+}
+
 /// Serves HTTP/1.1 on `io` until the client leaves, `client_idle` passes
 /// without a request, or `draining` turns true (then in-flight requests
 /// finish and the connection closes).
@@ -224,7 +234,7 @@ pub(crate) async fn serve_http1<IO, S, B>(
     client_idle: Duration,
     mut draining: watch::Receiver<bool>,
     stats: &ListenerStats,
-) -> Result<(), hyper::Error>
+) -> Result<Http1End, hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<Incoming, ResBody = B> + Unpin,
@@ -242,7 +252,7 @@ where
     loop {
         if *draining.borrow() {
             close(&mut io).await;
-            return Ok(());
+            return Ok(Http1End::Closed);
         }
         // Active: hyper serves requests; every PARK_AFTER, a look at
         // whether anything happened since the last look. Boxed apart from
@@ -262,7 +272,17 @@ where
                         Pin::new(&mut *connection).poll(cx)
                     }
                 }) => {
-                    done?;
+                    if let Err(err) = done {
+                        // hyper's header-read timer (client_idle) runs from
+                        // the end of one response; the last bytes moved
+                        // being the client's means a head was half in.
+                        // Otherwise it was idle, and an idle close is normal.
+                        if err.is_timeout() && activity.last_was_read.load(Ordering::Relaxed) {
+                            stats.slow_request_head();
+                            return Ok(Http1End::SlowHead);
+                        }
+                        return Err(err);
+                    }
                     break;
                 }
                 changed = draining.changed(), if !shutting_down => {
@@ -314,7 +334,7 @@ where
                 _ if open => close(&mut io).await,
                 _ => {}
             }
-            return Ok(());
+            return Ok(Http1End::Closed);
         };
         // Taken apart in a block of its own so the box and hyper's read
         // buffer (an empty `read_buf` still owns its 8 KiB) are freed here,
@@ -330,7 +350,7 @@ where
             // Draining, or a request slipped in after the decision and was
             // answered with `Connection: close`: close, don't park.
             close(&mut io).await;
-            return Ok(());
+            return Ok(Http1End::Closed);
         }
         if !read_buf.is_empty() {
             // The next request had begun arriving: serve it at once.
@@ -349,11 +369,11 @@ where
         stats.connection_unparked();
         match read {
             Some(Ok(Ok(1))) => io.unread(Bytes::copy_from_slice(&first)),
-            Some(Ok(Ok(_) | Err(_))) => return Ok(()),
+            Some(Ok(Ok(_) | Err(_))) => return Ok(Http1End::Closed),
             // Idle past client_idle, or draining: say goodbye properly.
             Some(Err(_)) | None => {
                 close(&mut io).await;
-                return Ok(());
+                return Ok(Http1End::Closed);
             }
         }
     }

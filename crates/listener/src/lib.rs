@@ -14,6 +14,7 @@ pub mod config;
 mod headers;
 mod health;
 mod keepalive;
+mod log_budget;
 mod policy;
 mod proxy;
 mod runtime;

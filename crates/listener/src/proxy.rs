@@ -190,6 +190,7 @@ async fn forward(
                 let (parts, body) = request.into_parts();
                 discard_h2_body(parts.version, body);
                 return if tried.is_empty() {
+                    runtime.pool.log_unavailable();
                     local_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "no healthy backend is available for this listener",

@@ -17,7 +17,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
-use crate::keepalive::{self, InFlight};
+use crate::keepalive::{self, Http1End, InFlight};
+use crate::log_budget::{Budget, LogBudget};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
 use crate::tls_stream::TlsStream;
@@ -60,65 +61,14 @@ struct Shared {
     unusable_logged: LogBudget,
     /// Bounds the per-connection "handshake failed" lines.
     failed_handshakes_logged: LogBudget,
+    /// Bounds the lines about clients too slow to send a request head.
+    slow_heads_logged: LogBudget,
     /// `connections` was lowered: the accept loop gives back the permit it
     /// holds while waiting for a client, and takes one under the new limit.
     limit_changed: tokio::sync::Notify,
     /// Permits a lowered limit still has to take away: the accept loop
     /// forgets this many of those it gets back as connections close.
     owed_permits: std::sync::atomic::AtomicUsize,
-}
-
-/// Lets a per-connection log line through at most `per_window` times per
-/// [`LogBudget::WINDOW`] seconds: a client population that all rejects a
-/// new certificate would otherwise write a line per connection. The
-/// metrics count every one.
-struct LogBudget {
-    window: std::sync::atomic::AtomicU64,
-    used: std::sync::atomic::AtomicU32,
-    per_window: u32,
-}
-
-/// What [`LogBudget::take`] allows.
-#[derive(Debug, PartialEq, Eq)]
-enum Budget {
-    Log,
-    /// The first line over budget: say that the rest go unlogged.
-    LastOne,
-    Quiet,
-}
-
-impl LogBudget {
-    const WINDOW: u64 = 10;
-
-    fn new(per_window: u32) -> LogBudget {
-        LogBudget {
-            window: std::sync::atomic::AtomicU64::new(0),
-            used: std::sync::atomic::AtomicU32::new(0),
-            per_window,
-        }
-    }
-
-    /// Counts one line at `now_secs` (unix) and says what to do with it.
-    fn take(&self, now_secs: u64) -> Budget {
-        use std::sync::atomic::Ordering::Relaxed;
-        let window = now_secs / Self::WINDOW;
-        if self.window.swap(window, Relaxed) != window {
-            self.used.store(0, Relaxed);
-        }
-        match self.used.fetch_add(1, Relaxed) {
-            n if n < self.per_window => Budget::Log,
-            n if n == self.per_window => Budget::LastOne,
-            _ => Budget::Quiet,
-        }
-    }
-
-    /// [`LogBudget::take`] at the current time.
-    fn take_now(&self) -> Budget {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.take(now)
-    }
 }
 
 struct Running {
@@ -272,6 +222,7 @@ impl Server {
                 port: HeaderValue::from(local.port()),
                 unusable_logged: LogBudget::new(1),
                 failed_handshakes_logged: LogBudget::new(20),
+                slow_heads_logged: LogBudget::new(1),
                 limit_changed: tokio::sync::Notify::new(),
                 owed_permits: std::sync::atomic::AtomicUsize::new(0),
             });
@@ -744,7 +695,7 @@ async fn serve<IO>(
             drop(runtime);
             // Boxed on its own, sized for HTTP/1.1 alone, and released
             // while the connection is idle (keepalive.rs).
-            Box::pin(keepalive::serve_http1(
+            let end = Box::pin(keepalive::serve_http1(
                 io,
                 builder,
                 service,
@@ -753,7 +704,13 @@ async fn serve<IO>(
                 draining,
                 &shared.stats,
             ))
-            .await
+            .await;
+            if end.as_ref().is_ok_and(|end| *end == Http1End::SlowHead)
+                && shared.slow_heads_logged.take_now() == Budget::Log
+            {
+                tracing::info!(listener = %shared.name, %client, timeout = ?client_idle, "closed a connection whose request head was still arriving when timeouts.client_idle ran out: a stalled or deliberately slow (slowloris) client; tlsgate_slow_request_heads_total counts them (logged at most every 10 s)");
+            }
+            end.map(drop)
         }
         HttpVersion::Http2 => {
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -781,35 +738,5 @@ async fn serve<IO>(
     };
     if let Err(err) = result {
         tracing::debug!(listener = %shared.name, %client, error = %err, "connection ended with an error");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Budget, LogBudget};
-
-    #[test]
-    fn failed_handshake_lines_are_bounded_per_window_and_say_so_once() {
-        let budget = LogBudget::new(20);
-        let start = 1_000 * LogBudget::WINDOW;
-        for _ in 0..budget.per_window {
-            assert_eq!(budget.take(start), Budget::Log);
-        }
-        assert_eq!(budget.take(start + 1), Budget::LastOne);
-        assert_eq!(budget.take(start + 2), Budget::Quiet);
-        assert_eq!(budget.take(start + LogBudget::WINDOW - 1), Budget::Quiet);
-        // The next window starts afresh.
-        assert_eq!(budget.take(start + LogBudget::WINDOW), Budget::Log);
-    }
-
-    #[test]
-    fn a_once_per_window_line_repeats_under_steady_traffic() {
-        // One connection a second for 30 s: a line in each 10 s window.
-        let budget = LogBudget::new(1);
-        let start = 1_000 * LogBudget::WINDOW;
-        let logged = (0..30)
-            .filter(|s| budget.take(start + s) == Budget::Log)
-            .count();
-        assert_eq!(logged, 3);
     }
 }

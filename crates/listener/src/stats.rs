@@ -17,6 +17,7 @@ pub struct ListenerStats {
     connections_open: AtomicU64,
     connections_parked: AtomicU64,
     tunnels_open: AtomicU64,
+    slow_request_heads: AtomicU64,
 }
 
 impl ListenerStats {
@@ -54,6 +55,10 @@ impl ListenerStats {
 
     pub(crate) fn connection_unparked(&self) {
         self.connections_parked.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_request_head(&self) {
+        self.slow_request_heads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a tunnel as open until the guard drops, so a connection
@@ -101,6 +106,13 @@ impl ListenerStats {
     /// (WebSocket), carried as bytes both ways.
     pub fn tunnels_open(&self) -> u64 {
         self.tunnels_open.load(Ordering::Relaxed)
+    }
+
+    /// HTTP/1.1 connections closed because a request head was still
+    /// arriving when `timeouts.client_idle` ran out (stalled or slowloris
+    /// clients).
+    pub fn slow_request_heads(&self) -> u64 {
+        self.slow_request_heads.load(Ordering::Relaxed)
     }
 }
 

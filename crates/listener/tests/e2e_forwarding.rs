@@ -625,6 +625,59 @@ async fn a_request_head_sent_slowly_is_not_cut_by_parking() {
     assert!(!head.contains("connection: close"), "kept alive: {head}");
 }
 
+/// A request head still arriving when `client_idle` runs out is a stalled
+/// or slowloris client: closed and counted. A keep-alive connection that
+/// simply goes idle is closed too, but is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_unfinished_at_client_idle_is_closed_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    // Shorter than the parking delay, so hyper's header-read timer, not
+    // a parked connection's wait, ends the idle connection too.
+    config.timeouts.client_idle = Duration::from_millis(300);
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let stats = server.stats(WEB).await.unwrap();
+    let closed = |mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>| async move {
+        let mut rest = Vec::new();
+        // The server closes: end of stream (or a reset), not a timeout here.
+        let _ = within("the server's close", STEP, tls.read_to_end(&mut rest)).await;
+        rest
+    };
+
+    // Idle after a whole request and its response.
+    let mut idle = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = within("response", STEP, idle.read(&mut buffer))
+        .await
+        .unwrap();
+    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+    closed(idle).await;
+    assert_eq!(
+        stats.slow_request_heads(),
+        0,
+        "an idle close is not a slow head"
+    );
+
+    // Half a head, then nothing.
+    let mut slow = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: local")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let rest = closed(slow).await;
+    assert!(rest.is_empty(), "closed without an answer: {rest:?}");
+    // Counted as the connection ends; the close may reach the client first.
+    eventually("the slow head counted", STEP, || async {
+        stats.slow_request_heads() == 1
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keepalive_connection_is_parked_and_serves_its_next_request() {
     let fx = Fixture::new();

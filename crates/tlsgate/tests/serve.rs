@@ -454,6 +454,41 @@ fn a_backend_out_of_rotation_is_logged_with_its_listener() {
     assert_eq!(value["backend"], dead.to_string(), "{line}");
 }
 
+/// With every backend out by its health checks, the 503s are logged (once
+/// per 10 s, not per request): the health lines that took each out may be
+/// long gone from an operator's screen.
+#[test]
+fn requests_answered_503_for_want_of_a_backend_are_logged() {
+    need("curl");
+    let site = Site::new(Duration::ZERO);
+    let dead = || {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let mut text = site
+        .config_text(false)
+        .replace(&site.backends[0].to_string(), &dead().to_string())
+        .replace(&site.backends[1].to_string(), &dead().to_string());
+    text.push_str(
+        "\n[listener.health_check]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 2\n",
+    );
+    fs::write(site.config_path(), text).unwrap();
+    let (proc, port) = site.serve_logging(&[], &[]);
+    for _ in 0..2 {
+        proc.wait_line("backend taken out of rotation");
+    }
+    let root = site.path.join("root.pem");
+    let url = format!("https://localhost:{port}/");
+    for _ in 0..3 {
+        let (status, stderr) = status_of(&["--cacert", root.to_str().unwrap(), &url]);
+        assert_eq!(status, "503", "{stderr}");
+    }
+    let line = proc.wait_line("no backend is in rotation");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["listener"], "web", "{line}");
+    assert_eq!(value["level"], "WARN", "{line}");
+}
+
 /// curl's HTTP status for a request (body discarded), and its stderr.
 fn status_of(args: &[&str]) -> (String, String) {
     let mut all = vec!["--write-out", "%{http_code}", "--output", "/dev/null"];

@@ -86,6 +86,8 @@ struct ListenerInput {
     connections_parked: u64,
     /// Of those, connections switched to another protocol (WebSocket).
     tunnels_open: u64,
+    /// Connections closed with a request head still arriving at client_idle.
+    slow_request_heads: u64,
     /// The listener's backends.
     backends: Vec<BackendInput>,
 }
@@ -255,6 +257,7 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
     let mut connections = Gauged::new();
     let mut parked = Gauged::new();
     let mut tunnels = Gauged::new();
+    let mut slow_heads = Counted::new();
     let mut backend_up = Gauged::new();
     let mut backend_in_flight = Gauged::new();
     for listener in &input.listeners {
@@ -302,6 +305,10 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
             by_listener(),
             ConstGauge::new(gauge_value(listener.tunnels_open)),
         );
+        slow_heads.push(
+            by_listener(),
+            ConstCounter::new(listener.slow_request_heads),
+        );
         for backend in &listener.backends {
             let labels = || BackendLabels {
                 listener: name.clone(),
@@ -346,6 +353,12 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
         "tlsgate_tunnels_open",
         "Open client connections switched to another protocol by a backend's 101 (WebSocket), carried as bytes both ways",
         tunnels,
+    );
+    registry.register(
+        "tlsgate_slow_request_heads",
+        "HTTP/1.1 client connections closed because a request head was still \
+         arriving when timeouts.client_idle ran out (stalled or slowloris clients)",
+        slow_heads,
     );
     registry.register(
         "tlsgate_backend_up",
@@ -424,6 +437,7 @@ async fn gather(state: &AppState) -> MetricsInput {
             connections_open: stats.connections_open(),
             connections_parked: stats.connections_parked(),
             tunnels_open: stats.tunnels_open(),
+            slow_request_heads: stats.slow_request_heads(),
             backends,
             name,
         });
@@ -639,6 +653,7 @@ mod tests {
                     connections_open: 6,
                     connections_parked: 2,
                     tunnels_open: 1,
+                    slow_request_heads: 4,
                     backends: vec![
                         BackendInput {
                             address: "127.0.0.1:8081".into(),
@@ -663,9 +678,9 @@ mod tests {
         }
     }
 
-    /// Every family SPEC §6 asks for (and the two additions, parked and
-    /// tunnels), with its type, sample name and unit.
-    const FAMILIES: [(&str, &str, Option<&str>); 13] = [
+    /// Every family SPEC §6 asks for (and the additions: parked, tunnels
+    /// and slow request heads), with its type, sample name and unit.
+    const FAMILIES: [(&str, &str, Option<&str>); 14] = [
         (
             "tlsgate_certificate_expiry_timestamp_seconds",
             "gauge",
@@ -679,6 +694,7 @@ mod tests {
         ("tlsgate_connections_open", "gauge", None),
         ("tlsgate_connections_parked", "gauge", None),
         ("tlsgate_tunnels_open", "gauge", None),
+        ("tlsgate_slow_request_heads", "counter", None),
         ("tlsgate_backend_up", "gauge", None),
         ("tlsgate_backend_in_flight", "gauge", None),
         (
@@ -804,6 +820,14 @@ mod tests {
         assert_eq!(
             value(&f, "tlsgate_tunnels_open", &[("listener", "web")]),
             1.0
+        );
+        assert_eq!(
+            value(
+                &f,
+                "tlsgate_slow_request_heads_total",
+                &[("listener", "web")]
+            ),
+            4.0
         );
 
         let one = [("listener", "web"), ("backend", "127.0.0.1:8081")];
