@@ -822,11 +822,7 @@ mod tests {
             1.0
         );
         assert_eq!(
-            value(
-                &f,
-                "tlsgate_slow_request_heads_total",
-                &[("listener", "web")]
-            ),
+            value(&f, "tlsgate_slow_request_heads", &[("listener", "web")]),
             4.0
         );
 
