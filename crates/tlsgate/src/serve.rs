@@ -15,7 +15,7 @@ use tlsgate_listener::Server;
 use tlsgate_validator::CertificateName;
 use tokio::sync::{Mutex, broadcast, mpsc};
 
-use crate::admin::{self, AppState};
+use crate::admin::{self, AppState, ConfigReloads};
 use crate::check::{newly_unresolved, unresolved_certificates};
 use crate::config::{self, Config, ConfigError};
 use crate::systemd;
@@ -163,6 +163,7 @@ async fn serve(config: Config) -> ExitCode {
         token,
         ready: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
+        config_reloads: ConfigReloads::default(),
     });
     let _admin = match admin::start(state.clone(), admin_bind).await {
         Ok((address, task)) => {
@@ -260,7 +261,7 @@ async fn serve(config: Config) -> ExitCode {
         // running config serving); with Type=notify-reload, `systemctl
         // reload` itself waits for it.
         systemd::reloading();
-        let outcome = reload(&server, &store, &current, why).await;
+        let outcome = reload(&server, &store, &current, &state.config_reloads, why).await;
         status = serving_status(&server, &store, &current, Some(&outcome)).await;
         last_reload = Some(outcome);
         systemd::ready(&status);
@@ -370,11 +371,18 @@ impl ListenerChanges {
 
 /// Re-reads the config; a bad one is refused and the running one kept.
 /// The lock serialises reloads with the admin API's config rewrites.
-async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &str) -> Reload {
+async fn reload(
+    server: &Server,
+    store: &Store,
+    current: &Mutex<Config>,
+    counted: &ConfigReloads,
+    why: &str,
+) -> Reload {
     let mut current = current.lock().await;
     let next = match config::load(&current.path) {
         Ok(next) => next,
         Err(errors) => {
+            counted.refused();
             for error in &errors {
                 tracing::error!("{error}");
             }
@@ -390,6 +398,7 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
     } else {
         let new = newly_unresolved(&current, &next, store);
         if !new.is_empty() {
+            counted.waiting();
             for problem in &new {
                 tracing::error!("{}", problem.message);
             }
@@ -410,6 +419,7 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
     let changes = ListenerChanges::between(&current, &next);
     match server.apply(next.listeners.clone()).await {
         Ok(()) => {
+            counted.applied();
             tracing::info!(
                 trigger = why,
                 added = %changes.added.join(", "),
@@ -425,6 +435,7 @@ async fn reload(server: &Server, store: &Store, current: &Mutex<Config>, why: &s
             Reload::Applied
         }
         Err(err) => {
+            counted.refused();
             tracing::error!(trigger = why, error = %err, "configuration refused; the running configuration stays in force");
             Reload::Refused
         }

@@ -117,6 +117,12 @@ print(os.waitstatus_to_exitcode(status), os.path.exists(folder))
 }
 
 /// A store, a config file and two backends for `serve` tests.
+/// The `address` field of a JSON log line.
+fn logged_address(line: &str) -> SocketAddr {
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    value["address"].as_str().unwrap().parse().unwrap()
+}
+
 struct Site {
     _dir: tempfile::TempDir,
     path: PathBuf,
@@ -203,11 +209,28 @@ address = "{}"
         self.serve_logging(&[], &[])
     }
 
+    /// Starts serving; also returns the admin API's address.
+    fn serve_with_admin(&self) -> (Proc, u16, SocketAddr) {
+        let proc = self.spawn_serve(&[]);
+        let admin = logged_address(&proc.wait_line("admin API listening"));
+        let port = logged_address(&proc.wait_line("\"serving\"")).port();
+        (proc, port, admin)
+    }
+
     /// Starts serving with `env`; `before` are lines logged, in order,
     /// before it says it is serving.
     fn serve_logging(&self, env: &[(&str, &OsStr)], before: &[&str]) -> (Proc, u16) {
+        let proc = self.spawn_serve(env);
+        for needle in before {
+            proc.wait_line(needle);
+        }
+        let port = logged_address(&proc.wait_line("\"serving\"")).port();
+        (proc, port)
+    }
+
+    fn spawn_serve(&self, env: &[(&str, &OsStr)]) -> Proc {
         let config = self.config_path();
-        let proc = spawn_with_env(
+        spawn_with_env(
             &[
                 "serve",
                 "--config",
@@ -216,14 +239,7 @@ address = "{}"
                 "json",
             ],
             env,
-        );
-        for needle in before {
-            proc.wait_line(needle);
-        }
-        let line = proc.wait_line("\"serving\"");
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let address: SocketAddr = value["address"].as_str().unwrap().parse().unwrap();
-        (proc, address.port())
+        )
     }
 
     fn get(&self, port: u16, with_client_cert: bool, path: &str) -> Output {
@@ -249,7 +265,9 @@ address = "{}"
 fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     need("curl");
     let site = Site::new(Duration::ZERO);
-    let (proc, port) = site.serve();
+    let (proc, port, admin) = site.serve_with_admin();
+    let metrics = || ok_stdout(&curl(&[&format!("http://{admin}/metrics")]));
+    assert!(metrics().contains("\ntlsgate_config_last_reload_applied 1\n"));
     let first = ok_stdout(&site.get(port, false, "/"));
     let second = ok_stdout(&site.get(port, false, "/"));
     assert_ne!(first, second, "round robin alternates backends");
@@ -262,11 +280,30 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     .unwrap();
     proc.wait_line("configuration refused");
     ok_stdout(&site.get(port, false, "/"));
+    // Visible to alerting, not only in the log.
+    let text = metrics();
+    assert!(
+        text.contains("\ntlsgate_config_last_reload_applied 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tlsgate_config_reloads_total{result=\"refused\"} 1\n"),
+        "{text}"
+    );
 
     // Mutual auth on: new connections need a client certificate. The log
     // line names the listener that changed.
     site.write_config(true);
     let line = proc.wait_line("configuration reloaded");
+    let text = metrics();
+    assert!(
+        text.contains("\ntlsgate_config_last_reload_applied 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tlsgate_config_reloads_total{result=\"applied\"} 1\n"),
+        "{text}"
+    );
     let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
         (&logged["changed"], &logged["added"], &logged["removed"]),
@@ -302,6 +339,11 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
             "names the certificate and the folder to fill: {line}"
         );
         proc.wait_line("configuration not applied yet");
+        let text = metrics();
+        assert!(
+            text.contains("\ntlsgate_config_last_reload_applied 0\n"),
+            "{text}"
+        );
         assert!(!site.get(port, false, "/").status.success());
         ok_stdout(&site.get(port, true, "/"));
 
@@ -543,23 +585,7 @@ fn curl_http10_and_an_oversized_header_over_http2_get_proper_answers() {
 fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     need("curl");
     let site = Site::new(Duration::from_millis(1500));
-    let config = site.config_path();
-    let mut proc = spawn_with_env(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "json",
-        ],
-        &[],
-    );
-    let address = |line: String| -> SocketAddr {
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        value["address"].as_str().unwrap().parse().unwrap()
-    };
-    let admin = address(proc.wait_line("admin API listening"));
-    let port = address(proc.wait_line("\"serving\"")).port();
+    let (mut proc, port, admin) = site.serve_with_admin();
     let url = format!("https://localhost:{port}/slow");
     let root = site.path.join("root.pem");
     let in_flight = Command::new("curl")

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
@@ -50,6 +51,10 @@ struct MetricsInput {
     /// Per CA bundle with at least one CRL that has a nextUpdate: the
     /// earliest nextUpdate (unix seconds), when the bundle goes stale.
     crl_next_updates: Vec<(String, i64)>,
+    /// Config reloads: applied, refused, waiting for certificates.
+    config_reloads: [u64; 3],
+    /// Whether the last config reload went into force (true before any).
+    config_last_reload_applied: bool,
     /// The running listeners, in config order.
     listeners: Vec<ListenerInput>,
 }
@@ -248,6 +253,27 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
         "Certificate loads and replacements by outcome: success (went live) \
          or failure (refused; the last good version stays in service)",
         reloads,
+    );
+
+    let mut config_reloads = Counted::new();
+    for (result, count) in ["applied", "refused", "waiting"]
+        .into_iter()
+        .zip(input.config_reloads)
+    {
+        config_reloads.push(ResultLabels { result }, ConstCounter::new(count));
+    }
+    registry.register(
+        "tlsgate_config_reloads",
+        "Configuration reloads (file change, SIGHUP) by outcome: applied, \
+         refused (the running configuration stays) or waiting (it names \
+         certificates the store does not serve yet)",
+        config_reloads,
+    );
+    registry.register(
+        "tlsgate_config_last_reload_applied",
+        "1 when the last configuration reload went into force (or none was \
+         made yet), 0 when it was refused or waits for certificates: alert on 0",
+        ConstGauge::new(i64::from(input.config_last_reload_applied)),
     );
 
     let mut handshakes = Counted::new();
@@ -472,6 +498,15 @@ async fn gather(state: &AppState) -> MetricsInput {
         reloads_failed: counters.failures(),
         expired_crl_loads: counters.expired_crls(),
         crl_next_updates,
+        config_reloads: [
+            state.config_reloads.applied.load(Ordering::Relaxed),
+            state.config_reloads.refused.load(Ordering::Relaxed),
+            state.config_reloads.waiting.load(Ordering::Relaxed),
+        ],
+        config_last_reload_applied: !state
+            .config_reloads
+            .last_not_applied
+            .load(Ordering::Relaxed),
         listeners,
     }
 }
@@ -639,6 +674,8 @@ mod tests {
             reloads_failed: 2,
             expired_crl_loads: 1,
             crl_next_updates: vec![("corp/ca".into(), 1_800_000_000)],
+            config_reloads: [5, 2, 1],
+            config_last_reload_applied: false,
             listeners: vec![
                 ListenerInput {
                     name: "web".into(),
@@ -679,14 +716,17 @@ mod tests {
     }
 
     /// Every family SPEC §6 asks for (and the additions: parked, tunnels
-    /// and slow request heads), with its type, sample name and unit.
-    const FAMILIES: [(&str, &str, Option<&str>); 14] = [
+    /// slow request heads and config reloads), with its type, sample name
+    /// and unit.
+    const FAMILIES: [(&str, &str, Option<&str>); 16] = [
         (
             "tlsgate_certificate_expiry_timestamp_seconds",
             "gauge",
             Some("seconds"),
         ),
         ("tlsgate_certificate_reloads", "counter", None),
+        ("tlsgate_config_reloads", "counter", None),
+        ("tlsgate_config_last_reload_applied", "gauge", None),
         ("tlsgate_handshakes", "counter", None),
         ("tlsgate_handshake_failures", "counter", None),
         ("tlsgate_handshakes_resumed", "counter", None),
@@ -742,6 +782,11 @@ mod tests {
         let reloads = "tlsgate_certificate_reloads";
         assert_eq!(value(&f, reloads, &[("result", "success")]), 7.0);
         assert_eq!(value(&f, reloads, &[("result", "failure")]), 2.0);
+        let config = "tlsgate_config_reloads";
+        assert_eq!(value(&f, config, &[("result", "applied")]), 5.0);
+        assert_eq!(value(&f, config, &[("result", "refused")]), 2.0);
+        assert_eq!(value(&f, config, &[("result", "waiting")]), 1.0);
+        assert_eq!(value(&f, "tlsgate_config_last_reload_applied", &[]), 0.0);
 
         let hs = "tlsgate_handshakes";
         assert_eq!(

@@ -11,7 +11,7 @@ mod replace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -44,6 +44,44 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Set when shutdown begins (ready goes false for good).
     pub stopping: AtomicBool,
+    /// Config reloads (file change, SIGHUP) by outcome.
+    pub config_reloads: ConfigReloads,
+}
+
+/// Config reloads by outcome, for the metrics: a ConfigMap update or an
+/// edit that did not take must be visible to alerting, not only in a log.
+/// Counted before the reload's log line, so whoever reads that line finds
+/// the count already updated.
+#[derive(Debug, Default)]
+pub struct ConfigReloads {
+    /// Reloads whose config went into force.
+    pub applied: AtomicU64,
+    /// Reloads refused (the running config stays).
+    pub refused: AtomicU64,
+    /// Reloads held back until certificates they name arrive.
+    pub waiting: AtomicU64,
+    /// Whether the last reload was refused or held back.
+    pub last_not_applied: AtomicBool,
+}
+
+impl ConfigReloads {
+    /// A reload went into force.
+    pub fn applied(&self) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        self.last_not_applied.store(false, Ordering::Relaxed);
+    }
+
+    /// A reload was refused.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.last_not_applied.store(true, Ordering::Relaxed);
+    }
+
+    /// A reload waits for certificates.
+    pub fn waiting(&self) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.last_not_applied.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Shared handle to the app state.
