@@ -45,6 +45,9 @@ pub struct Backend {
     pub address: Arc<str>,
     /// Weight 0..=100; 0 drains (no new requests, running ones finish).
     pub weight: u8,
+    /// The listener whose pool holds this entry, for log lines written
+    /// after the request left the pool (a response body cut short).
+    pub listener: Arc<str>,
     state: Arc<State>,
 }
 
@@ -210,6 +213,7 @@ impl BackendPool {
             backends.push(Arc::new(Backend {
                 address: Arc::clone(&state.connections.address),
                 weight: config.weight,
+                listener: Arc::from(""),
                 state,
             }));
         }
@@ -236,6 +240,14 @@ impl BackendPool {
     #[must_use]
     pub fn for_listener(mut self, name: &str) -> Self {
         self.listener = Arc::from(name);
+        for backend in &mut self.backends {
+            *backend = Arc::new(Backend {
+                address: Arc::clone(&backend.address),
+                weight: backend.weight,
+                listener: Arc::clone(&self.listener),
+                state: Arc::clone(&backend.state),
+            });
+        }
         self
     }
 

@@ -47,7 +47,8 @@ impl Body for LeasedBody {
         Pin::new(&mut this.inner).poll_frame(cx).map_err(|err| {
             // The client sees only a body cut short (a reset stream, or a
             // connection closed early): the why belongs in the log.
-            tracing::warn!(backend = %this.lease.backend().address, error = %err, "a response body from the backend broke off; the client got it cut short");
+            let backend = this.lease.backend();
+            tracing::warn!(listener = %backend.listener, backend = %backend.address, error = %err, "a response body from the backend broke off; the client got it cut short");
             Box::new(err) as BodyError
         })
     }

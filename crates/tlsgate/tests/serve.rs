@@ -531,6 +531,40 @@ fn requests_answered_503_for_want_of_a_backend_are_logged() {
     assert_eq!(value["level"], "WARN", "{line}");
 }
 
+/// A response body the backend cuts short is logged with the listener and
+/// the backend it came through (the client only sees a short body).
+#[test]
+fn a_response_body_cut_short_by_the_backend_is_logged_with_its_listener() {
+    need("curl");
+    let site = Site::new(Duration::ZERO);
+    let cutting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = cutting.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in cutting.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this");
+            // Dropped: closed 91 bytes early.
+        }
+    });
+    let text = site
+        .config_text(false)
+        .replace(&site.backends[1].to_string(), &address.to_string());
+    fs::write(site.config_path(), text).unwrap();
+    let (proc, port) = site.serve();
+    // Round robin: one of the two requests goes to the cutting backend.
+    let failed = (0..2)
+        .filter(|_| !site.get(port, false, "/").status.success())
+        .count();
+    assert_eq!(failed, 1, "curl reports the short body");
+    let line = proc.wait_line("broke off");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["listener"], "web", "{line}");
+    assert_eq!(value["backend"], address.to_string(), "{line}");
+}
+
 /// curl's HTTP status for a request (body discarded), and its stderr.
 fn status_of(args: &[&str]) -> (String, String) {
     let mut all = vec!["--write-out", "%{http_code}", "--output", "/dev/null"];
