@@ -337,7 +337,33 @@ impl Store {
                 reloaded += 1;
             }
         }
-        reloaded
+        drop(state);
+        reloaded + self.unstaple_expired(now_secs())
+    }
+
+    /// Reads again the folders of server certificates whose stapled OCSP
+    /// response is past its nextUpdate at `now` (unix seconds), so that the
+    /// response is no longer stapled: a client that enforces stapling would
+    /// reject the handshake over it, and one that does not ignores it. The
+    /// loader's warning says to fetch a fresh one. [`Store::rescan`] calls
+    /// it (every `rescan_interval`). Returns how many were read again.
+    pub fn unstaple_expired(&self, now: i64) -> usize {
+        let stale: Vec<CertificateName> = self
+            .current
+            .load()
+            .servers()
+            .filter(|server| server.ocsp_next_update.is_some_and(|next| next <= now))
+            .map(|server| server.name.clone())
+            .collect();
+        let mut state = self.lock();
+        for name in &stale {
+            // The bytes are the same: without the digest, the folder is
+            // loaded (and the response checked) again instead of skipped.
+            state.digests.remove(&(CertKind::Server, name.clone()));
+            let folder = crate::folder_for(name);
+            let _ = self.reload_locked_at(&mut state, CertKind::Server, &folder, now);
+        }
+        stale.len()
     }
 
     /// Reloads one folder (`STORE/KIND/FOLDER`) now, whatever its stamp.
@@ -350,6 +376,18 @@ impl Store {
     }
 
     fn reload_locked(&self, state: &mut State, kind: CertKind, folder: &str) -> Result<(), Error> {
+        self.reload_locked_at(state, kind, folder, now_secs())
+    }
+
+    /// [`Store::reload_locked`] checking validity (and OCSP freshness) as
+    /// of `now`, unix seconds.
+    fn reload_locked_at(
+        &self,
+        state: &mut State,
+        kind: CertKind,
+        folder: &str,
+        now: i64,
+    ) -> Result<(), Error> {
         let Some(name) = name_for_folder(folder) else {
             return Ok(());
         };
@@ -368,7 +406,9 @@ impl Store {
             .then(|| state.digests.get(&(kind, name.clone())))
             .flatten();
         let loaded = if exists {
-            entry::load(kind, &name, &path, now(), previous)
+            let at =
+                UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now).unwrap_or(0)));
+            entry::load(kind, &name, &path, at, previous)
         } else {
             Ok((entry::Loaded::Missing, None))
         };

@@ -849,6 +849,49 @@ async fn an_ocsp_response_beside_the_certificate_is_stapled_and_reloaded() {
     }
 }
 
+/// A stapled response that passes its nextUpdate while in service is no
+/// longer stapled (a client enforcing stapling would reject it); the
+/// certificate keeps serving.
+#[tokio::test]
+async fn a_stapled_ocsp_response_past_its_next_update_is_no_longer_stapled() {
+    let pki = TestPki::now_real();
+    let root = pki.root("OCSP Expiry Root", KeyKind::EcdsaP256);
+    let leaf = root.server(&["ocsp.example"], KeyKind::EcdsaP256, Validity::Normal);
+    let response = openssl_ocsp(&root, &leaf);
+    let h = Harness::new(|path| {
+        put_server(path, "ocsp", &leaf, &root);
+        fs::write(server_folder(path, "ocsp").join("ocsp.der"), &response).unwrap();
+    });
+    h.bind("web", &["ocsp"]);
+    let next_update = h
+        .store
+        .snapshot()
+        .server(&name("ocsp"))
+        .unwrap()
+        .ocsp_next_update
+        .expect("the response has a nextUpdate (a day ahead)");
+
+    // Before it: nothing to do, still stapled.
+    assert_eq!(h.store.unstaple_expired(next_update - 1), 0);
+    assert_eq!(
+        stapled(&h.store, "web", &root, "ocsp.example").await,
+        response
+    );
+
+    // Past it: read again, not stapled, still served.
+    assert_eq!(h.store.unstaple_expired(next_update + 1), 1);
+    let entry = h.store.snapshot();
+    let entry = entry.server(&name("ocsp")).unwrap();
+    assert_eq!(entry.ocsp_next_update, None);
+    assert_eq!(
+        stapled(&h.store, "web", &root, "ocsp.example").await,
+        Vec::<u8>::new()
+    );
+    assert_eq!(h.handshake("web", &root, "ocsp.example").await, der(&leaf));
+    // Nothing left to unstaple.
+    assert_eq!(h.store.unstaple_expired(next_update + 1), 0);
+}
+
 #[tokio::test]
 async fn an_expired_crl_is_loaded_enforced_and_counted() {
     let pki = TestPki::now_real();
