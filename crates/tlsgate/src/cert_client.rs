@@ -136,6 +136,9 @@ pub struct DeleteArgs {
     kind: Option<Kind>,
     #[command(flatten)]
     admin: AdminArgs,
+    /// Print JSON: `{"deleted": NAME, "kind": KIND or null}`, or the server's refusal.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `cert replace`.
@@ -537,7 +540,13 @@ fn show_with(client: &Client, args: &ShowArgs, output: &mut Output<'_>) -> Resul
 }
 
 fn delete_with(client: &Client, args: &DeleteArgs, output: &mut Output<'_>) -> Result<(), Failure> {
-    client.request(Method::DELETE, &cert_path(&args.name, args.kind), None)?;
+    let path = cert_path(&args.name, args.kind);
+    // 204 No Content: the CLI says what it asked for.
+    request_for(client, args.json, output, Method::DELETE, &path, None)?;
+    if args.json {
+        let kind = args.kind.map(Kind::as_str);
+        return print_json(output.out, &json!({"deleted": args.name, "kind": kind}));
+    }
     let kind = args
         .kind
         .map(|k| format!("{} ", k.as_str()))

@@ -486,6 +486,7 @@ fn delete_sends_delete_and_accepts_204() {
         name: "old www".into(),
         kind: Some(Kind::Server),
         admin: no_admin(),
+        json: false,
     };
     let (result, out, _) = capture(|o| delete_with(&stub.client(None), &args, o));
     assert!(result.is_ok(), "{result:?}");
@@ -498,6 +499,28 @@ fn delete_sends_delete_and_accepts_204() {
 }
 
 #[test]
+fn delete_json_prints_what_was_deleted_or_the_refusal() {
+    let stub = Stub::start(|_| Reply::Empty(StatusCode::NO_CONTENT));
+    let args = DeleteArgs {
+        name: "old".into(),
+        kind: None,
+        admin: no_admin(),
+        json: true,
+    };
+    let (result, out, _) = capture(|o| delete_with(&stub.client(None), &args, o));
+    assert!(result.is_ok(), "{result:?}");
+    let printed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed, json!({"deleted": "old", "kind": null}));
+
+    let refusal = json!({"code": "CertificateInUse", "message": "in use", "listeners": ["web"]});
+    let stub = Stub::json(StatusCode::CONFLICT, refusal.clone());
+    let (result, out, _) = capture(|o| delete_with(&stub.client(None), &args, o));
+    assert_eq!(result.expect_err("refused").exit_code(), 1);
+    let printed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed, refusal);
+}
+
+#[test]
 fn delete_in_use_exits_1_and_names_the_listeners() {
     let stub = Stub::json(
         StatusCode::CONFLICT,
@@ -507,6 +530,7 @@ fn delete_in_use_exits_1_and_names_the_listeners() {
         name: "www".into(),
         kind: None,
         admin: no_admin(),
+        json: false,
     };
     let (result, out, _) = capture(|o| delete_with(&stub.client(None), &args, o));
     let failure = result.expect_err("refused");
@@ -755,6 +779,7 @@ fn exit_codes_through_the_whole_command() -> anyhow::Result<()> {
         name: "www".into(),
         kind: None,
         admin: no_admin(),
+        json: false,
     };
     let (code, err) = exit_code_of(&admin, |c, o| delete_with(c, &delete, o));
     assert_eq!(code, 1);
