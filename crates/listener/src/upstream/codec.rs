@@ -297,6 +297,11 @@ pub(crate) fn parse_response_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
+        // No body, whatever it says; passed on (a HEAD's length is what a
+        // GET would get) when it reads as one length, dropped when not.
+        if settle_content_length(&mut headers).is_err() {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         ResponseFraming::Length(0)
     } else if transfer_encoding {
         // With both, Transfer-Encoding wins and the connection is not
@@ -312,7 +317,7 @@ pub(crate) fn parse_response_head(
         } else {
             ResponseFraming::UntilClose
         }
-    } else if let Some(length) = content_length(&headers)? {
+    } else if let Some(length) = settle_content_length(&mut headers)? {
         ResponseFraming::Length(length)
     } else {
         ResponseFraming::UntilClose
@@ -344,11 +349,16 @@ pub(crate) fn parse_response_head(
     ))
 }
 
-/// The Content-Length, if any. Repeated values must agree (RFC 9110 §8.6).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
+/// The Content-Length, if any. Repeated values must agree (RFC 9110
+/// §8.6), and are then replaced by the one value: passed on as sent
+/// (`5, 5`, or two fields), an HTTP/2 client resets the stream as
+/// malformed (RFC 9113 §8.1.1), as curl and browsers do.
+fn settle_content_length(headers: &mut HeaderMap) -> Result<Option<u64>, String> {
     let mut found: Option<u64> = None;
+    let mut parts = 0;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for part in value.as_bytes().split(|b| *b == b',') {
+            parts += 1;
             let text = std::str::from_utf8(part).unwrap_or("").trim();
             let length: u64 = (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| text.parse().ok())
@@ -363,6 +373,9 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
                 _ => found = Some(length),
             }
         }
+    }
+    if let Some(length) = found.filter(|_| parts > 1) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     Ok(found)
 }

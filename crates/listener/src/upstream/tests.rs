@@ -268,6 +268,43 @@ async fn a_head_response_has_no_body_whatever_its_content_length() {
     assert_eq!(backend.accepted(), 1);
 }
 
+/// Repeated Content-Length values that agree are one length, passed on
+/// as one value: `5, 5` or two fields would make an HTTP/2 client reset
+/// the stream as malformed. Also for a HEAD answer, which has no body.
+#[tokio::test]
+async fn agreeing_repeated_content_lengths_are_passed_on_as_one() {
+    let backend = Scripted::start(vec![vec![
+        Step::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello"),
+        Step::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\nhello"),
+        Step::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 7,7\r\n\r\n"),
+        Step::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"),
+    ]])
+    .await;
+    let upstream = pool(&backend);
+    for _ in 0..2 {
+        let response = send(&upstream, get("/")).await.unwrap();
+        let lengths: Vec<_> = response
+            .headers()
+            .get_all("content-length")
+            .iter()
+            .collect();
+        assert_eq!(lengths, ["5"]);
+        assert_eq!(body_of(response).await.unwrap(), b"hello");
+    }
+    let head = Request::head("/").body(Empty::<Bytes>::new()).unwrap();
+    let response = send(&upstream, head).await.unwrap();
+    let lengths: Vec<_> = response
+        .headers()
+        .get_all("content-length")
+        .iter()
+        .collect();
+    assert_eq!(lengths, ["7"]);
+    // A single value is passed on as it came.
+    let response = send(&upstream, get("/")).await.unwrap();
+    assert_eq!(response.headers()["content-length"], "5");
+    assert_eq!(backend.accepted(), 1);
+}
+
 #[tokio::test]
 async fn an_interim_100_continue_is_skipped() {
     let backend = Scripted::start(vec![vec![Step::Answer(
