@@ -237,6 +237,15 @@ async fn forward(
                     tried.push(lease.index());
                     request = *unsent;
                 }
+                Err(SendError::ClientBody(reason)) => {
+                    // A client's broken upload is no sign of a sick backend:
+                    // a debug line, not a warning that blames the backend.
+                    tracing::debug!(listener = %config.name, backend = %address, %reason, "the client's request body broke off or was malformed; the client got 400");
+                    return local_response(
+                        StatusCode::BAD_REQUEST,
+                        "the request body is malformed or ended before its declared length",
+                    );
+                }
                 Err(SendError::Failed(reason)) => {
                     tracing::warn!(listener = %config.name, backend = %address, %reason, "backend request failed");
                     return local_response(

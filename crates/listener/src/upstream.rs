@@ -66,6 +66,10 @@ pub(crate) enum SendError<B = Incoming> {
     NotSent(String, Box<Request<B>>),
     /// The request was (partly) sent; it must not be replayed.
     Failed(String),
+    /// The client's request body broke off or was malformed (a bad chunk,
+    /// fewer bytes than its length) while it went to the backend: the
+    /// client's fault, not the backend's. The backend connection is closed.
+    ClientBody(String),
 }
 
 /// One connection to a backend, with what was read from it and not yet used.
@@ -194,6 +198,8 @@ struct Failure {
     /// was consumed, and the backend either got nothing or the method is
     /// idempotent (RFC 9110 §9.2.2) and no response byte came back.
     replayable: bool,
+    /// The client's request body failed, not the backend.
+    by_client: bool,
 }
 
 impl Upstream {
@@ -369,6 +375,9 @@ impl Upstream {
                 // Only a pooled connection is tried again: it may have been
                 // closed by the backend while idle. A fresh one failing is
                 // the backend's answer.
+                Err(failure) if failure.by_client => {
+                    return Err(SendError::ClientBody(failure.reason));
+                }
                 Err(failure) if reused && failure.replayable => {}
                 Err(failure) => {
                     return Err(SendError::Failed(format!("{address}: {}", failure.reason)));
@@ -408,6 +417,7 @@ where
             // head, not a request it could act on, and the body is still
             // the caller's.
             replayable: true,
+            by_client: false,
         });
     }
     let body = body.take();
@@ -438,6 +448,7 @@ where
                 return Err(Failure {
                     reason,
                     replayable: false,
+                    by_client: false,
                 });
             }
         }
@@ -453,6 +464,7 @@ where
                             return Err(Failure {
                                 reason,
                                 replayable: false,
+                                by_client: true,
                             });
                         }
                         Err(BodyFailure::Backend(reason)) => {
@@ -476,6 +488,7 @@ where
         return Err(Failure {
             reason: write_failure.unwrap_or(reason),
             replayable: conn.buf.is_empty() && idempotent && !body_touched,
+            by_client: false,
         });
     }
 }

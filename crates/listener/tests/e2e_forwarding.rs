@@ -625,6 +625,37 @@ async fn a_request_head_sent_slowly_is_not_cut_by_parking() {
     assert!(!head.contains("connection: close"), "kept alive: {head}");
 }
 
+/// A request body the client breaks (a bad chunk size, here) is the
+/// client's fault: 400, and the backend stays in rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_body_gets_400_not_a_backend_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    tls.write_all(
+        b"POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    let _ = within("the response", STEP, tls.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("request body"), "{response}");
+    let stats = server.stats(WEB).await.unwrap();
+    assert_eq!(stats.requests()[4], 0, "no 5xx: {:?}", stats.requests());
+    let mut client = Client::connect(addr, fx.client_config(None, &[HTTP11]))
+        .await
+        .unwrap();
+    assert_eq!(client.get("/", &[]).await.unwrap().status, StatusCode::OK);
+}
+
 /// A request head still arriving when `client_idle` runs out is a stalled
 /// or slowloris client: closed and counted. A keep-alive connection that
 /// simply goes idle is closed too, but is not counted.
