@@ -192,6 +192,7 @@ fn failed<B>(result: Result<Response<BackendBody>, SendError<B>>) -> String {
     match result {
         Err(SendError::Failed(reason)) => reason,
         Err(SendError::NotSent(reason, _)) => panic!("expected Failed, got NotSent: {reason}"),
+        Err(SendError::ClientBody(reason)) => panic!("expected Failed, got ClientBody: {reason}"),
         Ok(response) => panic!("expected Failed, got {}", response.status()),
     }
 }
@@ -474,7 +475,9 @@ async fn a_refused_connect_hands_the_request_back_unsent() {
             let body = request.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(&body[..], b"body");
         }
-        Err(SendError::Failed(reason)) => panic!("expected NotSent, got Failed: {reason}"),
+        Err(SendError::Failed(reason) | SendError::ClientBody(reason)) => {
+            panic!("expected NotSent, got a failure: {reason}")
+        }
         Ok(response) => panic!("expected NotSent, got {}", response.status()),
     }
 }
