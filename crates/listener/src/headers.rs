@@ -207,9 +207,13 @@ fn tokens<'a>(
 
 /// The header an element of a `Connection` field names as this hop's own;
 /// `close` and `keep-alive` (the usual values) name none beyond
-/// [`HOP_BY_HOP`].
+/// [`HOP_BY_HOP`]. Nor does `host`: a request the backend gets must have
+/// one, and `Connection: host` would otherwise send it none.
 pub(crate) fn named_by_connection(element: &[u8]) -> Option<HeaderName> {
-    if element.eq_ignore_ascii_case(b"close") || element.eq_ignore_ascii_case(b"keep-alive") {
+    if element.eq_ignore_ascii_case(b"close")
+        || element.eq_ignore_ascii_case(b"keep-alive")
+        || element.eq_ignore_ascii_case(b"host")
+    {
         return None;
     }
     HeaderName::from_bytes(element).ok()
@@ -257,6 +261,18 @@ pub(crate) fn upgrade_requested(
     let asked = tokens(headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
     let h2c = list_elements(upgrade.as_bytes()).any(|p| p.eq_ignore_ascii_case(b"h2c"));
     (asked && !h2c && !upgrade.is_empty()).then(|| upgrade.clone())
+}
+
+/// Does the request's `Transfer-Encoding`, if any, name chunked once and
+/// nothing else? (hyper has already refused one whose last coding is not
+/// chunked; `chunked, chunked` would leave chunk syntax in the data.)
+pub(crate) fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = tokens(headers, &header::TRANSFER_ENCODING);
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(coding), None) => coding.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    }
 }
 
 /// Is `name` one of the hop-by-hop headers every message has removed?
@@ -387,9 +403,19 @@ pub(crate) fn settle_host(
             None if version == http::Version::HTTP_11 => {
                 Err("an HTTP/1.1 request needs a Host header")
             }
+            None if version >= http::Version::HTTP_2 => {
+                Err("an HTTP/2 request needs :authority or a Host header")
+            }
+            // HTTP/1.0 may go without; the backend gets its own address.
             None => Ok(()),
         };
     };
+    // A bare host:port target (authority form) is CONNECT's alone (RFC
+    // 9112 §3.2.3), and CONNECT is refused before this: taken as an
+    // absolute form, it would replace the Host a front proxy checked.
+    if uri.scheme().is_none() {
+        return Err("a host:port request target is for CONNECT only");
+    }
     // Parsed as a URI's authority already; user information is what a
     // Host may not carry.
     if authority.as_str().contains('@') {
@@ -718,6 +744,59 @@ mod tests {
         ] {
             assert!(!super::is_host(bad.as_bytes()), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_request_without_a_usable_host_is_refused_by_version() {
+        use http::Version;
+        let settle = |version, target: &str, host: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(host) = host {
+                h.insert("host", HeaderValue::from_static(host));
+            }
+            settle_host(version, &target.parse().unwrap(), &mut h).map(|()| h)
+        };
+        // HTTP/1.0 may omit Host (the backend gets its address instead);
+        // HTTP/1.1 and HTTP/2 may not.
+        assert!(settle(Version::HTTP_10, "/", None).is_ok());
+        assert!(settle(Version::HTTP_11, "/", None).is_err());
+        assert!(settle(Version::HTTP_2, "/", None).is_err());
+        // Absolute form: its authority is the Host.
+        let h = settle(Version::HTTP_11, "http://a.example/x", Some("b.example")).unwrap();
+        assert_eq!(h["host"], "a.example");
+        // Authority form is CONNECT's only.
+        let refused = settle(Version::HTTP_11, "evil.example:8443", Some("good.example"));
+        assert_eq!(
+            refused.unwrap_err(),
+            "a host:port request target is for CONNECT only"
+        );
+    }
+
+    #[test]
+    fn connection_cannot_name_host_away() {
+        assert_eq!(named_by_connection(b"Host"), None);
+        assert_eq!(named_by_connection(b"close"), None);
+        assert_eq!(
+            named_by_connection(b"cookie"),
+            Some(HeaderName::from_static("cookie"))
+        );
+    }
+
+    #[test]
+    fn only_chunked_alone_is_a_transfer_coding_tlsgate_decodes() {
+        let with = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for value in values {
+                h.append("transfer-encoding", HeaderValue::from_static(value));
+            }
+            only_chunked(&h)
+        };
+        assert!(with(&[]));
+        assert!(with(&["chunked"]));
+        assert!(with(&["Chunked "]));
+        assert!(!with(&["gzip, chunked"]));
+        assert!(!with(&["gzip", "chunked"]));
+        assert!(!with(&["chunked, chunked"]));
     }
 
     #[test]

@@ -161,6 +161,23 @@ async fn forward(
             "the request has more than 1000 header lines",
         );
     }
+    // The asterisk form is OPTIONS's alone (RFC 9112 §3.2.4).
+    if parts.uri.path() == "*" && parts.method != http::Method::OPTIONS {
+        discard_h2_body(parts.version, body);
+        return local_response(
+            StatusCode::BAD_REQUEST,
+            "the request target * is for OPTIONS only",
+        );
+    }
+    // hyper reads `gzip, chunked` as chunked and hands over the data still
+    // gzip-coded; passed on as plain data, the backend would take it for
+    // the body itself. NGINX answers 501 (RFC 9112 §6.1).
+    if !body.is_end_stream() && !headers::only_chunked(&parts.headers) {
+        return local_response(
+            StatusCode::NOT_IMPLEMENTED,
+            "tlsgate decodes no transfer coding but chunked; send the body with Content-Length or Transfer-Encoding: chunked alone",
+        );
+    }
     // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
     if let Err(problem) = headers::settle_host(parts.version, &parts.uri, &mut parts.headers) {
         discard_h2_body(parts.version, body);

@@ -314,6 +314,7 @@ impl Upstream {
             &parts.headers,
             added,
             framing,
+            address,
             &mut head,
         );
         let replayable = framing == RequestFraming::Empty && parts.method.is_idempotent();

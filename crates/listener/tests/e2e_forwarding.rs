@@ -625,6 +625,70 @@ async fn a_request_head_sent_slowly_is_not_cut_by_parking() {
     assert!(!head.contains("connection: close"), "kept alive: {head}");
 }
 
+/// Request targets and Host lines a backend must never get as sent: an
+/// HTTP/1.0 request without Host gets the backend's address as its Host,
+/// `Connection: host` cannot take Host away, a bare host:port target is
+/// CONNECT's and `*` is OPTIONS's (400 otherwise), and a transfer coding
+/// tlsgate does not decode gets 501 (the gzip bytes would pass as data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_targets_hosts_and_codings_are_settled_before_the_backend() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (_server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let exchange = |request: &'static str| {
+        let config = fx.client_config(None, &[HTTP11]);
+        async move {
+            let mut tls = raw_tls(addr, config).await;
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let mut response = Vec::new();
+            let _ = within("the response", STEP, tls.read_to_end(&mut response)).await;
+            let response = String::from_utf8_lossy(&response).into_owned();
+            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+            (head.to_owned(), body.to_owned())
+        }
+    };
+
+    let (head, body) = exchange("GET /a HTTP/1.0\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert_eq!(
+        Echo::parse(&body).one("host"),
+        Some(backend.address().as_str())
+    );
+
+    let (head, body) = exchange(
+        "GET /a HTTP/1.1\r\nhost: localhost\r\nconnection: host, cookie, close\r\ncookie: c=1\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let echo = Echo::parse(&body);
+    assert_eq!(echo.one("host"), Some("localhost"));
+    assert_eq!(echo.one("cookie"), None, "named by Connection: this hop's");
+
+    for refused in [
+        "GET evil.example:8443 HTTP/1.1\r\nhost: good.example\r\nconnection: close\r\n\r\n",
+        "GET * HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    ] {
+        let (head, _) = exchange(refused).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{refused:?}: {head}");
+    }
+    let (head, body) =
+        exchange("OPTIONS * HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(Echo::parse(&body).path, "*");
+
+    let (head, _) = exchange(
+        "POST / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 501"), "{head}");
+    assert_eq!(backend.served(), 3, "only the 200s reached it");
+}
+
 /// A request body the client breaks (a bad chunk size, here) is the
 /// client's fault: 400, and the backend stays in rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

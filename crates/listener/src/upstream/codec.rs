@@ -62,13 +62,16 @@ fn expects_body(method: &Method) -> bool {
 /// `Transfer-Encoding` and `Expect` are not passed on (tlsgate answers
 /// `Expect: 100-continue` itself by reading the body).
 /// Several `Cookie` fields, as HTTP/2 clients send them, become one
-/// (RFC 9113 §8.2.3).
+/// (RFC 9113 §8.2.3). A request without a Host (HTTP/1.0 may omit it)
+/// gets `backend` as its Host, as NGINX sends its upstream's name: the
+/// HTTP/1.1 request the backend gets must have one (RFC 9112 §3.2).
 pub(crate) fn encode_request_head(
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
     added: &[u8],
     framing: RequestFraming,
+    backend: &str,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -76,7 +79,9 @@ pub(crate) fn encode_request_head(
     out.extend_from_slice(path_and_query.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut cookies = 0usize;
+    let mut host = false;
     for (name, value) in headers {
+        host |= name == header::HOST;
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::EXPECT
@@ -101,6 +106,11 @@ pub(crate) fn encode_request_head(
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(backend.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(added);

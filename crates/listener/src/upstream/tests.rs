@@ -341,24 +341,28 @@ async fn request_bodies_go_with_tlsgates_framing() {
     let mut backend = Scripted::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]).await;
     let upstream = pool(&backend);
     let post = Request::post("/up")
+        .header("host", "app")
         .header("content-length", "999")
         .body(Full::new(Bytes::from_static(b"hello")))
         .unwrap();
     send(&upstream, post).await.unwrap();
     assert_eq!(
         backend.requests.recv().await.unwrap(),
-        "POST /up HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
+        "POST /up HTTP/1.1\r\nhost: app\r\ncontent-length: 5\r\n\r\nhello"
     );
     let chunks = Chunks(VecDeque::from([
         Bytes::from_static(b"hello"),
         Bytes::from_static(b" world"),
     ]));
-    let post = Request::post("/up").body(chunks).unwrap();
+    let post = Request::post("/up")
+        .header("host", "app")
+        .body(chunks)
+        .unwrap();
     let response = send(&upstream, post).await.unwrap();
     assert_eq!(body_of(response).await.unwrap(), b"ok");
     assert_eq!(
         backend.requests.recv().await.unwrap(),
-        "POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        "POST /up HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     );
 }
 
@@ -718,6 +722,7 @@ async fn a_post_whose_head_could_not_be_written_goes_again_with_its_body() {
         grown: false,
     });
     let post = Request::post("/pay")
+        .header("host", "app")
         .body(Full::new(Bytes::from_static(b"once")))
         .unwrap();
     // tlsgate's own header lines go with the head that goes again, once.
@@ -736,7 +741,7 @@ async fn a_post_whose_head_could_not_be_written_goes_again_with_its_body() {
     let request = backend.requests.recv().await.unwrap();
     assert_eq!(
         request,
-        "POST /pay HTTP/1.1\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\n\
+        "POST /pay HTTP/1.1\r\nhost: app\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\n\
          content-length: 4\r\n\r\nonce"
     );
     assert_eq!(backend.accepted(), 1);

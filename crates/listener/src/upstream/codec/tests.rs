@@ -9,7 +9,15 @@ fn head(method: Method, headers: &[(&str, &str)], framing: RequestFraming) -> St
         );
     }
     let mut out = Vec::new();
-    encode_request_head(&method, "/a?b=c", &map, b"", framing, &mut out);
+    encode_request_head(
+        &method,
+        "/a?b=c",
+        &map,
+        b"",
+        framing,
+        "backend:80",
+        &mut out,
+    );
     String::from_utf8(out).unwrap()
 }
 
@@ -51,6 +59,14 @@ fn a_get_goes_as_its_request_line_and_headers_in_order() {
 }
 
 #[test]
+fn a_request_without_host_gets_the_backends_address() {
+    assert_eq!(
+        head(Method::GET, &[("accept", "*/*")], RequestFraming::Empty),
+        "GET /a?b=c HTTP/1.1\r\naccept: */*\r\nhost: backend:80\r\n\r\n"
+    );
+}
+
+#[test]
 fn tlsgates_added_lines_follow_the_requests_own_and_precede_the_framing() {
     let map: HeaderMap = [(header::HOST, HeaderValue::from_static("app"))]
         .into_iter()
@@ -63,6 +79,7 @@ fn tlsgates_added_lines_follow_the_requests_own_and_precede_the_framing() {
         &map,
         added,
         RequestFraming::Length(2),
+        "backend:80",
         &mut out,
     );
     assert_eq!(
