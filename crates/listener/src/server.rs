@@ -28,14 +28,15 @@ use crate::{ListenerConfig, Protocol, TlsConfigCache, proxy};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A socket could not be bound; nothing was changed.
-    #[error("listener {listener:?} cannot bind {address}: {source}{hint}")]
+    #[error("listener {listener:?} cannot bind {address}: {error}{hint}")]
     Bind {
         /// The listener.
         listener: String,
         /// The address.
         address: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: in the message, so not also a `source` that
+        /// error-chain printers (anyhow's `{:#}`) would append again.
+        error: std::io::Error,
         /// What to do about it.
         hint: &'static str,
     },
@@ -166,11 +167,11 @@ impl Server {
                 .get(&config.name)
                 .is_none_or(|r| r.bind != config.bind);
             if rebind {
-                let socket = bind(config.bind).map_err(|source| ServeError::Bind {
+                let socket = bind(config.bind).map_err(|error| ServeError::Bind {
                     listener: config.name.clone(),
                     address: config.bind,
-                    hint: bind_hint(&source),
-                    source,
+                    hint: bind_hint(&error),
+                    error,
                 })?;
                 fresh.insert(config.name.clone(), socket);
             }

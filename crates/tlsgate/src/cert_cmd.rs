@@ -327,6 +327,16 @@ fn convert(args: &ConvertArgs) -> Result<u8> {
             return Ok(EXIT_REFUSED);
         }
         (Some(path), Some(pem)) => Some((path, pem)),
+        (None, Some(_)) if args.key.is_none() => {
+            // The key came inside the input (PKCS#12, a combined PEM): it
+            // exists nowhere else as PEM, and the certificate alone
+            // cannot be served.
+            eprintln!(
+                "warning: {} holds a private key, not written: add --out-key FILE to keep it",
+                inputs.cert_name
+            );
+            None
+        }
         (None, _) => None,
     };
     write_file(&args.out_cert, bundle.certificate_pem().as_bytes(), false)?;

@@ -16,7 +16,7 @@ use tlsgate_validator::CertificateName;
 use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::admin::{self, AppState, ConfigReloads};
-use crate::check::{newly_unresolved, unresolved_certificates};
+use crate::check::{Unresolved, newly_unresolved, unresolved_certificates};
 use crate::config::{self, Config, ConfigError};
 use crate::systemd;
 
@@ -150,7 +150,7 @@ async fn serve(config: Config) -> ExitCode {
     // Serving starts anyway: the admin API is how a first certificate is
     // uploaded, and a file dropped into the store later is picked up.
     for problem in unresolved_certificates(&config, &store) {
-        tracing::error!("{}; {UNTIL_IT_ARRIVES}", problem.message);
+        tracing::error!("{}; {}", problem.message, until_it_arrives(&problem));
     }
     let admin_bind = config.admin.bind;
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
@@ -277,7 +277,16 @@ async fn serve(config: Config) -> ExitCode {
 
 /// What a log line about a certificate a listener names but the store
 /// does not serve says happens meanwhile.
-const UNTIL_IT_ARRIVES: &str = "until it is there, clients asking for it get the listener's first certificate that is, and a listener with none of its server certificates (or without its mutual-auth CA) refuses every handshake";
+fn until_it_arrives(problem: &Unresolved) -> &'static str {
+    match problem.reference.kind {
+        CertKind::Server => {
+            "until it is there, clients asking for it get the listener's first certificate that is, and a listener with none of its server certificates refuses every handshake"
+        }
+        CertKind::Ca => {
+            "until it is there, the listener refuses every handshake (mutual authentication fails closed)"
+        }
+    }
+}
 
 /// The unit's status line in `systemctl status`: what is being served,
 /// which certificates listeners name that the store does not serve, and
@@ -429,7 +438,7 @@ async fn reload(
                 if changes.is_empty() { " (no listener changed)" } else { "" }
             );
             for problem in unresolved_certificates(&next, store) {
-                tracing::warn!("{}; {UNTIL_IT_ARRIVES}", problem.message);
+                tracing::warn!("{}; {}", problem.message, until_it_arrives(&problem));
             }
             *current = next;
             Reload::Applied

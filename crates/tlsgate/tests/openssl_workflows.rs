@@ -1219,10 +1219,23 @@ fn convert_pkcs12_writes_pem_openssl_accepts_and_is_idempotent() {
         assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
     }
 
+    // Without --out-key, the key inside the PKCS#12 file is said to be
+    // left out (the certificate alone cannot be served).
+    let (exit, stderr) = w.convert("--in bundle.p12 --password-file pw --out-cert alone.pem");
+    assert_eq!(exit, 0, "{stderr}");
+    assert!(
+        stderr.contains("holds a private key, not written: add --out-key"),
+        "{stderr}"
+    );
+
     // (b) converting the output again changes nothing.
     let (exit, stderr) =
         w.convert("--in out.pem --key out.key --out-cert again.pem --out-key again.key");
     assert_eq!(exit, 0, "second convert failed: {stderr}");
+    // A key given as its own file is still there: nothing to warn about.
+    let (exit, stderr) = w.convert("--in out.pem --key out.key --out-cert third.pem");
+    assert_eq!(exit, 0, "{stderr}");
+    assert!(!stderr.contains("not written"), "{stderr}");
     assert_eq!(w.read("again.pem"), w.read("out.pem"));
     assert_eq!(w.read("again.key"), w.read("out.key"));
 }

@@ -79,6 +79,12 @@ fn the_demo_removes_its_keys_when_the_terminal_closes_and_a_busy_bind_is_an_erro
     let mut busy = spawn(&["demo", "--bind", &address]);
     let line = busy.wait_line("tlsgate demo:");
     assert!(line.contains(&address), "{line}");
+    assert_eq!(
+        line.matches("in use").count(),
+        1,
+        "the OS error once, then what to do: {line}"
+    );
+    assert!(line.contains("pick another port"), "{line}");
     assert!(!busy.wait_exit().success());
 }
 
@@ -563,6 +569,22 @@ fn a_response_body_cut_short_by_the_backend_is_logged_with_its_listener() {
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["listener"], "web", "{line}");
     assert_eq!(value["backend"], address.to_string(), "{line}");
+}
+
+/// A mutual-auth CA missing at start is said in a CA's terms: the
+/// listener fails closed (the server-certificate wording, "clients asking
+/// for it get the first certificate", means nothing for a CA).
+#[test]
+fn a_missing_client_ca_at_start_is_said_to_fail_closed() {
+    let site = Site::new(Duration::ZERO);
+    let text = site
+        .config_text(true)
+        .replace("ca = \"clients\"", "ca = \"nope\"");
+    fs::write(site.config_path(), text).unwrap();
+    let proc = site.spawn_serve(&[]);
+    let line = proc.wait_line("CertificateNotFound");
+    assert!(line.contains("fails closed"), "{line}");
+    assert!(!line.contains("clients asking for it"), "{line}");
 }
 
 /// curl's HTTP status for a request (body discarded), and its stderr.

@@ -18,7 +18,7 @@ const COLUMNS: [(&str, &str); 7] = [
 
 /// The `cert show` rows in display order: field and label. Fields the
 /// server sends beyond these are shown after them under their own name.
-const SHOW_FIELDS: [(&str, &str); 15] = [
+const SHOW_FIELDS: [(&str, &str); 17] = [
     ("name", "name"),
     ("kind", "kind"),
     ("subject", "subject"),
@@ -33,6 +33,8 @@ const SHOW_FIELDS: [(&str, &str); 15] = [
     ("chain_length", "chain length"),
     ("listeners", "listeners"),
     ("last_refusal", "last refusal"),
+    ("ocsp_stapled", "ocsp stapled"),
+    ("ocsp_next_update", "ocsp expires"),
     ("crls", "crls"),
 ];
 
@@ -155,8 +157,9 @@ pub fn block(cert: &Value) -> String {
     };
     for (key, label) in SHOW_FIELDS {
         let value = match key {
-            // A CA-only field: a server certificate has none to show.
-            "crls" if cert.get(key).is_none() => continue,
+            // Kind-only fields: CRLs a CA's, OCSP a server certificate's.
+            "crls" | "ocsp_stapled" | "ocsp_next_update" if cert.get(key).is_none() => continue,
+            "ocsp_next_update" if cert.get(key).is_some_and(Value::is_null) => "none".to_owned(),
             "crls" => crls(cert.get(key)),
             "last_refusal" => refusal(cert.get(key)),
             // An empty list (no listeners, a CA without SANs) says so.
@@ -324,6 +327,8 @@ www      server        300  2026-01-01T00:00:00Z  ECDSA P-256  CN=www.example   
         value["last_refusal"] =
             json!({"code": "KeyCertificateMismatch", "message": "the key does not match"});
         value["future_field"] = json!(true);
+        value["ocsp_stapled"] = json!(false);
+        value["ocsp_next_update"] = Value::Null;
         let out = block(&value);
         for expected in [
             "name:         www\n",
@@ -340,6 +345,8 @@ www      server        300  2026-01-01T00:00:00Z  ECDSA P-256  CN=www.example   
             "chain length: 2\n",
             "listeners:    web\n",
             "last refusal: KeyCertificateMismatch: the key does not match\n",
+            "ocsp stapled: false\n",
+            "ocsp expires: none\n",
             "future_field: true\n",
         ] {
             assert!(out.contains(expected), "missing {expected:?} in\n{out}");
