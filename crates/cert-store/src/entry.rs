@@ -14,7 +14,7 @@ use tlsgate_validator::{
 };
 
 use crate::Error;
-use crate::layout::{CA_FILES, CRL_FILE, CertKind, OCSP_FILE, server_files};
+use crate::layout::{CA_FILES, CHAIN_FILE, CRL_FILE, CertKind, OCSP_FILE, server_files};
 
 /// A server certificate ready to serve.
 #[derive(Debug)]
@@ -220,12 +220,46 @@ fn load_server(
         certified: Arc::new(certified),
         is_ecdsa: bundle.key_algorithm().is_ecdsa(),
         dns_names,
-        warnings: validated.warnings().to_vec(),
+        warnings: unread_chain_note(validated.warnings(), folder, &cert_path),
         folder: folder.to_path_buf(),
         summary,
         ocsp_next_update,
     };
     Ok((Some(entry), digest))
+}
+
+/// The validator's warnings for a server folder, with the missing-issuer
+/// warning explaining a `chain.pem` beside the certificate. DigiCert's and
+/// Sectigo's downloads and older certbot versions put the leaf in one file
+/// and the intermediates in `chain.pem`; the store serves the certificate
+/// file alone (the chain belongs in it, R15a), so the warning says why the
+/// intermediates it can see are not used and how to fix it. The file is
+/// deliberately not read as the chain: what is served stays exactly what
+/// the certificate file holds, which `tlsgate cert check` and messages'
+/// line numbers describe.
+fn unread_chain_note(
+    warnings: &[validator::Error],
+    folder: &Path,
+    cert_path: &Path,
+) -> Vec<validator::Error> {
+    let chain = folder.join(CHAIN_FILE);
+    let cert_file = cert_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    warnings
+        .iter()
+        .map(|warning| match warning {
+            validator::Error::CertificateChainNotFound(message) if chain.is_file() => {
+                validator::Error::CertificateChainNotFound(format!(
+                    "{message}. {} is not read: the store serves {cert_file} alone, so append the intermediates to it: `cat {CHAIN_FILE} >> {cert_file}` in {}",
+                    chain.display(),
+                    folder.display()
+                ))
+            }
+            other => other.clone(),
+        })
+        .collect()
 }
 
 /// Loads a CA folder (`ca.pem` or `ca.crt`, optional `crl.pem`).
@@ -326,5 +360,65 @@ pub(crate) fn load(
         Ok((None, _)) => Ok((Loaded::Missing, None)),
         Err(Error::Unchanged(digest)) => Ok((Loaded::Unchanged, Some(digest))),
         Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::time::Duration;
+
+    use tlsgate_test_pki::{KeyKind, TestPki};
+
+    use super::*;
+
+    fn warnings_of(folder: &Path, now: i64) -> Vec<validator::Error> {
+        let name = CertificateName::parse("www").unwrap();
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(now as u64));
+        match load(CertKind::Server, &name, folder, now, None).unwrap().0 {
+            Loaded::Entry(Entry::Server(server)) => server.warnings.clone(),
+            other => panic!("not loaded: {other:?}"),
+        }
+    }
+
+    /// DigiCert / Sectigo / older certbot: the leaf in cert.pem, the
+    /// intermediates in chain.pem. The missing-issuer warning says that
+    /// chain.pem is not read and how to fix it.
+    #[test]
+    fn a_separate_chain_pem_is_named_in_the_missing_issuer_warning() {
+        let pki = TestPki::fixed();
+        let chain = pki.server_chain(&["www.example.com"], KeyKind::EcdsaP256);
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = &chain.leaf;
+        fs::write(dir.path().join("cert.pem"), leaf.cert_pem()).unwrap();
+        fs::write(dir.path().join("key.pem"), leaf.key().pkcs8_pem()).unwrap();
+
+        let plain = warnings_of(dir.path(), pki.now_unix());
+        let [warning] = plain.as_slice() else {
+            panic!("{plain:?}")
+        };
+        assert_eq!(warning.code(), "CertificateChainNotFound");
+        assert!(!warning.message().contains(CHAIN_FILE), "{warning}");
+
+        fs::write(
+            dir.path().join(CHAIN_FILE),
+            chain.intermediate.cert().cert_pem(),
+        )
+        .unwrap();
+        let noted = warnings_of(dir.path(), pki.now_unix());
+        let [warning] = noted.as_slice() else {
+            panic!("{noted:?}")
+        };
+        assert_eq!(warning.code(), "CertificateChainNotFound");
+        assert!(
+            warning.message().contains("chain.pem is not read")
+                && warning.message().contains("cat chain.pem >> cert.pem"),
+            "{warning}"
+        );
+
+        // Once the chain is in cert.pem, there is nothing to say.
+        fs::write(dir.path().join("cert.pem"), chain.pem_leaf_first()).unwrap();
+        assert!(warnings_of(dir.path(), pki.now_unix()).is_empty());
     }
 }

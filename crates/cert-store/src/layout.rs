@@ -68,6 +68,10 @@ pub fn server_files(folder: &Path) -> Option<(PathBuf, PathBuf)> {
         .find(|(cert, key)| cert.exists() && key.exists())
         .or_else(|| indices.map(pair).find(|(cert, _)| cert.exists()))
 }
+/// Intermediates kept apart from the leaf (DigiCert, Sectigo, older
+/// certbot). Not read: the certificate file holds the whole chain; a
+/// warning points at this file when the leaf's issuer is missing.
+pub const CHAIN_FILE: &str = "chain.pem";
 /// CA bundle file, in order of preference.
 pub const CA_FILES: [&str; 2] = ["ca.pem", "ca.crt"];
 /// Optional CRL file beside a CA bundle (PEM or DER, one or several CRLs).

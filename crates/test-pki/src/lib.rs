@@ -40,6 +40,10 @@ use rcgen::{
     SigningKey as _,
 };
 
+/// rcgen itself, so tests can shape certificates ([`Ca::server_customized`]
+/// and friends take a closure over its `CertificateParams`) without a
+/// dependency of their own.
+pub use rcgen;
 /// rcgen's extended key usage purposes, for [`Ca::server_with_eku`].
 pub use rcgen::ExtendedKeyUsagePurpose as Eku;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -551,6 +555,73 @@ impl Ca {
         issue(&params, key, Some(&self.issuer))
     }
 
+    /// A server leaf as [`Ca::server`] makes it (valid [`Validity::Normal`]),
+    /// then changed by `customize`: extra or critical extensions, another
+    /// keyUsage, a hand-made authorityKeyIdentifier, …
+    pub fn server_customized(
+        &self,
+        dns_names: &[&str],
+        key: KeyKind,
+        customize: impl FnOnce(&mut CertificateParams),
+    ) -> Issued {
+        let key = role_key(key, &self.ancestry);
+        let mut params = server_params(dns_names, key.kind, Validity::Normal, self.now);
+        customize(&mut params);
+        issue(&params, key, Some(&self.issuer))
+    }
+
+    /// A client leaf as [`Ca::client`] makes it (valid [`Validity::Normal`]),
+    /// then changed by `customize`.
+    pub fn client_customized(
+        &self,
+        common_name: &str,
+        key: KeyKind,
+        customize: impl FnOnce(&mut CertificateParams),
+    ) -> Issued {
+        let key = role_key(key, &self.ancestry);
+        let mut params = client_params(common_name, Validity::Normal, self.now);
+        customize(&mut params);
+        issue(&params, key, Some(&self.issuer))
+    }
+
+    /// An intermediate as [`Ca::intermediate`] makes it, then changed by
+    /// `customize` before it is signed.
+    pub fn intermediate_customized(
+        &self,
+        common_name: &str,
+        key: KeyKind,
+        customize: impl FnOnce(&mut CertificateParams),
+    ) -> Ca {
+        let key = role_key(key, &self.ancestry);
+        let mut params = ca_params(common_name, Validity::Normal, self.now);
+        customize(&mut params);
+        let issued = issue(&params, key, Some(&self.issuer));
+        let mut ancestry = self.ancestry.clone();
+        ancestry.extend(issued.key.slot);
+        Ca::from_issued(issued, params, common_name, ancestry, self.now)
+    }
+
+    /// `old` (an intermediate self issued) issued again: the same subject
+    /// and key, a new serial, changed by `customize` (a new key identifier,
+    /// say). Certificates `old` issued still verify with it, as after a CA
+    /// reissues an intermediate and the leaves are not reissued.
+    pub fn reissue_intermediate(
+        &self,
+        old: &Ca,
+        customize: impl FnOnce(&mut CertificateParams),
+    ) -> Ca {
+        let mut params = ca_params(&old.common_name, Validity::Normal, self.now);
+        customize(&mut params);
+        let issued = issue(&params, old.issued.key.clone(), Some(&self.issuer));
+        Ca::from_issued(
+            issued,
+            params,
+            &old.common_name,
+            old.ancestry.clone(),
+            self.now,
+        )
+    }
+
     /// An X.509 v1 server leaf with subject CN `common_name` and no extensions (so no
     /// subjectAltName), as `openssl x509 -req` writes without `-extfile`.
     pub fn server_v1(&self, common_name: &str, key: KeyKind) -> Issued {
@@ -575,10 +646,7 @@ impl Ca {
     /// A client leaf: CA:FALSE, EKU clientAuth, keyUsage digitalSignature, CN = `common_name`.
     pub fn client(&self, common_name: &str, key: KeyKind, validity: Validity) -> Issued {
         let key = role_key(key, &self.ancestry);
-        let mut params = base_params(common_name, validity, self.now);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let params = client_params(common_name, validity, self.now);
         issue(&params, key, Some(&self.issuer))
     }
 
@@ -934,6 +1002,39 @@ fn to_v1(cert: &[u8], issuer_key: &TestKey) -> Vec<u8> {
     body.extend(der::tlv(alg_tag, alg));
     body.extend(der::tlv(der::BIT_STRING, &bits));
     der::tlv(der::SEQUENCE, &body)
+}
+
+fn client_params(common_name: &str, validity: Validity, now: i64) -> CertificateParams {
+    let mut params = base_params(common_name, validity, now);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
+}
+
+/// An authorityKeyIdentifier extension (RFC 5280 §4.2.1.1) with exactly the
+/// fields given, for [`Ca::server_customized`] with
+/// `use_authority_key_identifier_extension = false`: `key_id` the issuer's
+/// key identifier, `issuer_name` the DER Name of the issuer's issuer
+/// (authorityCertIssuer), `serial` the issuer's serial number (content
+/// bytes). OpenSSL writes the last two with `authorityKeyIdentifier=keyid,issuer`.
+pub fn authority_key_identifier(
+    key_id: Option<&[u8]>,
+    issuer_name: Option<&[u8]>,
+    serial: Option<&[u8]>,
+) -> rcgen::CustomExtension {
+    let mut body = Vec::new();
+    if let Some(id) = key_id {
+        body.extend(der::tlv(0x80, id));
+    }
+    if let Some(name) = issuer_name {
+        // GeneralNames [1] IMPLICIT holding directoryName [4] EXPLICIT Name.
+        body.extend(der::tlv(0xa1, &der::tlv(0xa4, name)));
+    }
+    if let Some(serial) = serial {
+        body.extend(der::tlv(0x82, serial));
+    }
+    rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 35], der::tlv(der::SEQUENCE, &body))
 }
 
 fn server_params(

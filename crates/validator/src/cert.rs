@@ -27,6 +27,19 @@ pub(crate) struct ParsedCert {
     pub ski: Option<Vec<u8>>,
     /// Authority key identifier's keyIdentifier, when present.
     pub aki: Option<Vec<u8>>,
+    /// Authority key identifier's authorityCertIssuer directory names
+    /// (raw DER Names and their RFC 4514 forms), when present.
+    pub aki_issuer: Vec<(Vec<u8>, String)>,
+    /// Authority key identifier's authorityCertSerialNumber (content bytes
+    /// without leading zeros), when present.
+    pub aki_serial: Option<Vec<u8>>,
+    /// Serial number, content bytes without leading zeros (for comparing
+    /// with a child's authorityCertSerialNumber).
+    pub serial_raw: Vec<u8>,
+    /// Critical extensions that rustls-webpki does not process and so
+    /// refuses in a path (UnsupportedCriticalExtension): dotted OIDs, with
+    /// a name where one is known.
+    pub unhandled_critical: Vec<String>,
     /// notBefore, unix seconds.
     pub not_before: i64,
     /// notAfter, unix seconds.
@@ -40,6 +53,9 @@ pub(crate) struct ParsedCert {
     pub basic_constraints: Option<(bool, Option<u32>)>,
     /// Whether keyUsage allows keyCertSign; `None` without a keyUsage extension.
     pub key_cert_sign: Option<bool>,
+    /// keyUsage, when the extension is present: whether it allows
+    /// digitalSignature, and the usages it lists (for messages).
+    pub key_usage: Option<(bool, String)>,
     /// extendedKeyUsage, when the extension is present.
     pub eku: Option<Eku>,
     /// The public key's algorithm.
@@ -132,12 +148,37 @@ impl ParsedCert {
 
         let mut ski = None;
         let mut aki = None;
+        let mut aki_issuer = Vec::new();
+        let mut aki_serial = None;
         let mut sans = Vec::new();
+        let unhandled_critical = cert
+            .extensions()
+            .iter()
+            .filter(|ext| ext.critical)
+            .map(|ext| ext.oid.to_id_string())
+            .filter(|oid| !WEBPKI_CRITICAL_EXTENSIONS.contains(&oid.as_str()))
+            .map(|oid| match extension_name(&oid) {
+                Some(name) => format!("{oid} ({name})"),
+                None => oid,
+            })
+            .collect();
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
                 ParsedExtension::AuthorityKeyIdentifier(id) => {
                     aki = id.key_identifier.as_ref().map(|k| k.0.to_vec());
+                    aki_issuer = id
+                        .authority_cert_issuer
+                        .iter()
+                        .flatten()
+                        .filter_map(|name| match name {
+                            GeneralName::DirectoryName(dn) => {
+                                Some((dn.as_raw().to_vec(), rfc4514::format_name(dn)))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    aki_serial = id.authority_cert_serial.map(strip_leading_zeros);
                 }
                 ParsedExtension::SubjectAlternativeName(san) => {
                     for name in &san.general_names {
@@ -165,6 +206,11 @@ impl ParsedCert {
             .ok()
             .flatten()
             .map(|ku| ku.value.key_cert_sign());
+        let key_usage = cert
+            .key_usage()
+            .ok()
+            .flatten()
+            .map(|ku| (ku.value.digital_signature(), ku.value.to_string()));
         let eku = cert
             .extended_key_usage()
             .ok()
@@ -179,12 +225,17 @@ impl ParsedCert {
             issuer_raw: cert.issuer().as_raw().to_vec(),
             ski,
             aki,
+            aki_issuer,
+            aki_serial,
+            serial_raw: strip_leading_zeros(cert.raw_serial()),
+            unhandled_critical,
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             is_ca: cert.is_ca(),
             version: cert.version().0.saturating_add(1),
             basic_constraints,
             key_cert_sign,
+            key_usage,
             eku,
             key_algorithm,
             spki: spki.raw.to_vec(),
@@ -215,6 +266,51 @@ impl ParsedCert {
         }
     }
 
+    /// Where `self`'s authorityKeyIdentifier says `issuer` is not the
+    /// certificate that issued it, one phrase per field that disagrees.
+    /// Only fields present on both sides are compared, as OpenSSL's
+    /// X509_check_akid does: keyIdentifier against the issuer's
+    /// subjectKeyIdentifier, authorityCertIssuer against the issuer's own
+    /// issuer name, authorityCertSerialNumber against its serial. A client
+    /// running OpenSSL skips an issuer that disagrees and fails with
+    /// "unable to get local issuer certificate", even though the signature
+    /// verifies (an intermediate reissued with the same key).
+    pub fn aki_mismatches(&self, issuer: &ParsedCert) -> Vec<String> {
+        let mut out = Vec::new();
+        if let (Some(aki), Some(ski)) = (&self.aki, &issuer.ski) {
+            if aki != ski {
+                out.push(format!(
+                    "its authorityKeyIdentifier keyid is {} but the issuer's subjectKeyIdentifier is {}",
+                    hex_colons(aki),
+                    hex_colons(ski)
+                ));
+            }
+        }
+        // Names compare by their RFC 4514 form as well, so two encodings of
+        // one name (PrintableString vs UTF8String) are not a mismatch.
+        if let Some((_, named)) = self.aki_issuer.first() {
+            let matches = self.aki_issuer.iter().any(|(raw, text)| {
+                *raw == issuer.issuer_raw || text.eq_ignore_ascii_case(&issuer.issuer)
+            });
+            if !matches {
+                out.push(format!(
+                    "its authorityKeyIdentifier names the issuer's issuer as \"{named}\" but the issuer was issued by \"{}\"",
+                    issuer.issuer
+                ));
+            }
+        }
+        if let Some(serial) = &self.aki_serial {
+            if *serial != issuer.serial_raw {
+                out.push(format!(
+                    "its authorityKeyIdentifier names the issuer's serial number {} but the issuer's serial number is {}",
+                    hex_upper(serial),
+                    issuer.serial
+                ));
+            }
+        }
+        out
+    }
+
     /// "\"CN=www.example.com\" (certificate 2 in fullchain.pem at line 31)".
     pub fn describe(&self) -> String {
         format!("\"{}\" ({})", self.subject_or_placeholder(), self.origin)
@@ -227,6 +323,58 @@ impl ParsedCert {
             &self.subject
         }
     }
+}
+
+/// The extensions rustls-webpki processes, and so accepts when critical
+/// (`remember_cert_extension` in its cert.rs): keyUsage, subjectAltName,
+/// basicConstraints, nameConstraints, cRLDistributionPoints and
+/// extendedKeyUsage. Any other critical extension makes webpki refuse the
+/// certificate in a path (UnsupportedCriticalExtension), and OpenSSL
+/// ("unhandled critical extension") refuses all but a few more, so the
+/// validator holds to webpki's list: what it accepts, tlsgate's own
+/// mutual-auth handshake and rustls clients accept too.
+const WEBPKI_CRITICAL_EXTENSIONS: [&str; 6] = [
+    "2.5.29.15",
+    "2.5.29.17",
+    "2.5.29.19",
+    "2.5.29.30",
+    "2.5.29.31",
+    "2.5.29.37",
+];
+
+/// Names of extensions that are sometimes marked critical, for messages.
+fn extension_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.29.14" => "subjectKeyIdentifier",
+        "2.5.29.35" => "authorityKeyIdentifier",
+        "2.5.29.32" => "certificatePolicies",
+        "2.5.29.33" => "policyMappings",
+        "2.5.29.36" => "policyConstraints",
+        "2.5.29.54" => "inhibitAnyPolicy",
+        "2.5.29.9" => "subjectDirectoryAttributes",
+        "2.5.29.18" => "issuerAltName",
+        "2.5.29.46" => "freshestCRL",
+        "1.3.6.1.5.5.7.1.1" => "authorityInfoAccess",
+        "1.3.6.1.5.5.7.1.24" => "TLS Feature (OCSP must-staple)",
+        "1.3.6.1.4.1.11129.2.4.2" => "CT precertificate SCTs",
+        "1.3.6.1.4.1.11129.2.4.3" => "CT precertificate poison",
+        "2.16.840.1.113730.1.1" => "netscape-cert-type",
+        _ => return None,
+    })
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(start..).unwrap_or_default().to_vec()
+}
+
+/// Uppercase hex with colons, as `openssl x509 -text` prints key identifiers.
+fn hex_colons(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Splits any X.509 SIGNED{} structure (certificate, CRL) into the signed

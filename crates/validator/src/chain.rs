@@ -43,6 +43,17 @@ pub(crate) fn signed_by(der: &[u8], issuer_alg: &[u8], issuer_key: &[u8]) -> boo
         .any(|alg| alg.verify_signature(issuer_key, tbs, signature).is_ok())
 }
 
+/// Did `issuer` issue `child`, for building the chain? By name and key
+/// identifier, or, where the key identifiers disagree, by name and a
+/// signature that verifies: an intermediate reissued with the same key but
+/// a new subjectKeyIdentifier still signed the leaf, and placing it in the
+/// chain lets [`check_issuers`] say what is wrong rather than calling the
+/// bundle two unrelated certificates.
+pub(crate) fn issued(child: &ParsedCert, issuer: &ParsedCert) -> bool {
+    child.named_issuer_is(issuer)
+        || (child.issuer_raw == issuer.subject_raw && link_verifies(child, issuer) == Some(true))
+}
+
 /// Is `cert`'s issuer a root in the Mozilla set (webpki-roots), by name and
 /// by signature?
 pub(crate) fn issued_by_well_known_root(cert: &ParsedCert) -> bool {
@@ -75,9 +86,7 @@ pub(crate) fn order_server(
     let issuers: Vec<Vec<usize>> = (0..n)
         .map(|i| {
             (0..n)
-                .filter(|&j| {
-                    j != i && !certs[i].is_self_issued() && certs[i].named_issuer_is(&certs[j])
-                })
+                .filter(|&j| j != i && !certs[i].is_self_issued() && issued(&certs[i], &certs[j]))
                 .collect()
         })
         .collect();
@@ -261,13 +270,14 @@ pub(crate) fn check_issuers(chain: &[&ParsedCert], findings: &mut Findings) {
         // By name: whether the signature verifies was judged (and reported)
         // when the chain was ordered, and verifying it again here cost a
         // quarter of the whole check.
-        if child.is_self_issued() || !child.named_issuer_is(issuer) {
+        if child.is_self_issued() || !issued(child, issuer) {
             break;
         }
+        let position = index + 2;
+        aki_findings(child, issuer, index + 1, findings);
         if index > 0 {
             intermediates_below += 1;
         }
-        let position = index + 2;
         let place = format!(
             "chain position {position} ({}), which issued chain position {},",
             issuer.describe(),
@@ -337,5 +347,44 @@ pub(crate) fn check_issuers(chain: &[&ParsedCert], findings: &mut Findings) {
                 findings.error(finding);
             }
         }
+    }
+}
+
+/// How messages name chain position `position` (1-based): the leaf, an
+/// intermediate, or the copy of a root at the end of the bundle.
+pub(crate) fn role(position: usize, cert: &ParsedCert) -> String {
+    match position {
+        1 => "the leaf".to_string(),
+        _ if cert.is_self_issued() => "the root".to_string(),
+        n => format!("intermediate {}", n - 1),
+    }
+}
+
+/// Judges the link from `child` (at chain position `position`) to the
+/// certificate above it by the child's authorityKeyIdentifier. OpenSSL
+/// picks an issuer only when that extension agrees with it
+/// (X509_check_akid), so a leaf left over from before its intermediate was
+/// reissued fails there with "unable to get local issuer certificate"
+/// although the signature verifies.
+fn aki_findings(child: &ParsedCert, issuer: &ParsedCert, position: usize, findings: &mut Findings) {
+    let mismatches = child.aki_mismatches(issuer);
+    if mismatches.is_empty() {
+        return;
+    }
+    let child_role = role(position, child);
+    let issuer_role = role(position + 1, issuer);
+    let finding = Error::InvalidCertificateChain(format!(
+        "chain position {position} ({child_role}, {}) does not name chain position {} ({issuer_role}, {}) as its issuer: {}. It was signed by a different issuing certificate with this name (the {issuer_role} was reissued and {child_role} was not), so OpenSSL-based clients do not take this one as its issuer and fail with \"unable to get local issuer certificate\"; reissue {child_role} from the current {issuer_role}, or put the original {issuer_role} (the one it was issued from) back in the bundle",
+        child.describe(),
+        position + 1,
+        issuer.describe(),
+        mismatches.join("; "),
+    ));
+    if issuer.is_self_issued() {
+        // As for the CA checks below: clients verify against their own copy
+        // of a root, so a mismatch with the copy in the bundle is a warning.
+        findings.strict(finding);
+    } else {
+        findings.error(finding);
     }
 }

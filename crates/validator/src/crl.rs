@@ -31,12 +31,18 @@ pub fn check_crls(source: &Source<'_>, ca_certs: &[&[u8]]) -> Result<Vec<Crl>, V
     let name = source.name;
     let mut errors = Vec::new();
     let mut ders: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(note) = pem::utf16_note(source.bytes) {
+        return Err(vec![Error::InvalidCertificateFormat(format!(
+            "{name} cannot be read as a CRL: {note}"
+        ))]);
+    }
     if pem::is_pem(source.bytes) {
         let scanned = pem::scan(source.bytes);
         for bad in scanned.malformed {
+            // Every detail already says which line it is about.
             errors.push(Error::InvalidCertificateFormat(format!(
-                "{name}, line {}: {}",
-                bad.line, bad.detail
+                "{name}: {}",
+                bad.detail
             )));
         }
         for block in scanned.blocks {

@@ -41,9 +41,15 @@ pub(crate) fn certificates(
 ) -> DecodedCertificates {
     let mut out = DecodedCertificates::default();
     let name = source.name;
-    if source.bytes.iter().all(u8::is_ascii_whitespace) {
+    if pem::is_blank(source.bytes) {
         out.errors.push(Error::InvalidCertificateFormat(format!(
             "{name} is empty; it should hold the certificate (PEM, DER, PKCS#7 or PKCS#12)"
+        )));
+        return out;
+    }
+    if let Some(note) = pem::utf16_note(source.bytes) {
+        out.errors.push(Error::InvalidCertificateFormat(format!(
+            "{name} cannot be read as a certificate: {note}"
         )));
         return out;
     }
@@ -351,9 +357,15 @@ pub(crate) fn private_key(
     origin: Origin,
 ) -> Result<ParsedKey, Error> {
     let name = source.name;
-    if source.bytes.iter().all(u8::is_ascii_whitespace) {
+    if pem::is_blank(source.bytes) {
         return Err(Error::InvalidPrivateKeyFormat(format!(
             "{} is empty; it should hold the private key the certificate was issued for",
+            key::file_phrase(name)
+        )));
+    }
+    if let Some(note) = pem::utf16_note(source.bytes) {
+        return Err(Error::InvalidPrivateKeyFormat(format!(
+            "{} cannot be read: {note}",
             key::file_phrase(name)
         )));
     }

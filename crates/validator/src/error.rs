@@ -75,6 +75,8 @@ pub enum Error {
     MissingSubjectAltName(String),
     /// A server leaf whose extendedKeyUsage lacks serverAuth (and
     /// anyExtendedKeyUsage), e.g. a client certificate: clients refuse it.
+    /// Also a server or client leaf whose keyUsage lacks digitalSignature:
+    /// with ECDHE the server (and a client, in CertificateVerify) must sign.
     #[error("{0}")]
     CertificateNotForServerAuth(String),
 }

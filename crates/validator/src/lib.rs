@@ -351,6 +351,11 @@ pub fn check(request: &Request<'_>) -> Report {
     if options.kind == Kind::Server {
         leaf_usage_findings(leaf, &mut findings);
     }
+    // A CA certificate signs certificates, not handshakes (`tlsgate ca`
+    // checks a new CA with its key this way): keyCertSign alone is right.
+    if options.kind != Kind::Ca && !leaf.is_ca {
+        signing_usage_findings(leaf, options.kind, &mut findings);
+    }
 
     match (&key, options.kind) {
         (Some(key), _) => {
@@ -421,13 +426,19 @@ pub fn check(request: &Request<'_>) -> Report {
                 }
             )));
         } else if (position == 0 || options.kind == Kind::Ca)
-            && cert.not_after - now <= EXPIRING_SOON_DAYS * 86_400
+            && days_left(cert.not_after, now) <= EXPIRING_SOON_DAYS
         {
+            // The count the summary, the API and the store show (R20), so
+            // a certificate never has "10 days left" and expires "in 9 days".
+            let days = days_left(cert.not_after, now);
             findings.warning(Error::CertificateExpiringSoon(format!(
-                "{place} expires on {} (in {}); renew it soon",
+                "{place} expires on {} ({days} day{} left); renew it soon",
                 rfc3339(cert.not_after),
-                span(cert.not_after - now)
+                if days == 1 { "" } else { "s" }
             )));
+        }
+        if options.kind != Kind::Ca && !cert.unhandled_critical.is_empty() {
+            critical_extension_findings(cert, position + 1, &place, options.kind, &mut findings);
         }
         if options.kind == Kind::Ca && !cert.is_ca {
             findings.error(Error::NotACaCertificate(format!(
@@ -438,7 +449,7 @@ pub fn check(request: &Request<'_>) -> Report {
 
     if options.kind == Kind::Server
         && !leaf.is_self_issued()
-        && !chain.get(1).is_some_and(|next| leaf.named_issuer_is(next))
+        && !chain.get(1).is_some_and(|next| chain::issued(leaf, next))
         && !chain::issued_by_well_known_root(leaf)
     {
         findings.strict(Error::CertificateChainNotFound(format!(
@@ -505,6 +516,90 @@ fn leaf_usage_findings(leaf: &ParsedCert, findings: &mut Findings) {
             "{} has extendedKeyUsage {allows} without serverAuth: it is not a server certificate (a client certificate, as `tlsgate ca issue` makes without --server?), and every TLS client refuses it as one (\"unsuitable certificate purpose\"); reissue it with `extendedKeyUsage=serverAuth` (`tlsgate ca issue --server --dns NAME`, or `-addext extendedKeyUsage=serverAuth` / an `-extfile` line for openssl); to check it as the client certificate it is, `tlsgate cert check --client`",
             leaf.describe()
         )));
+    }
+}
+
+/// A leaf whose keyUsage extension leaves out digitalSignature may not
+/// sign, and with ECDHE (the only key exchange tlsgate offers, R5) the
+/// server signs every handshake, as a client signs its CertificateVerify:
+/// OpenSSL clients refuse such a server certificate ("ecc cert not for
+/// signing" under TLS 1.2). Without a keyUsage extension every use is
+/// allowed.
+fn signing_usage_findings(leaf: &ParsedCert, kind: Kind, findings: &mut Findings) {
+    let Some((false, usages)) = &leaf.key_usage else {
+        return;
+    };
+    let usages = if usages.is_empty() {
+        "no usage at all".to_string()
+    } else {
+        usages.clone()
+    };
+    let (role, signs) = if kind == Kind::Client {
+        (
+            "client",
+            "a client signs its CertificateVerify message with its key in every mutual-TLS handshake, and servers that check keyUsage (OpenSSL-based ones) refuse it",
+        )
+    } else {
+        (
+            "server",
+            "with ECDHE key exchange (the only kind tlsgate offers) the server signs every handshake with its key, and clients that check keyUsage refuse it (OpenSSL under TLS 1.2: \"ecc cert not for signing\")",
+        )
+    };
+    // The same code as a server leaf without serverAuth: the certificate's
+    // own usage extensions say it may not do what a TLS peer needs of it.
+    findings.error(Error::CertificateNotForServerAuth(format!(
+        "{} has keyUsage {usages} without digitalSignature, so it may not be used to sign: {signs}; reissue the {role} certificate with `keyUsage=critical,digitalSignature` (plus keyEncipherment for RSA if old clients need it), e.g. an -extfile line or `-addext keyUsage=critical,digitalSignature`",
+        leaf.describe()
+    )));
+}
+
+/// The policy extensions (certificatePolicies, policyMappings,
+/// policyConstraints, inhibitAnyPolicy): OpenSSL and browsers process
+/// them, rustls-webpki does not. RFC 5280 has CAs mark policyConstraints
+/// and inhibitAnyPolicy critical, so bridge and government PKIs do.
+const POLICY_EXTENSIONS: [&str; 4] = ["2.5.29.32", "2.5.29.33", "2.5.29.36", "2.5.29.54"];
+
+/// A certificate with a critical extension that TLS libraries do not
+/// process: they must refuse it (RFC 5280 §4.2). An extension no common
+/// client processes is an error; a policy extension only rustls refuses
+/// is an error for a client certificate (tlsgate's own handshake refuses
+/// it) and a warning for a server chain (browsers and OpenSSL accept it).
+/// A copy of a root at the end of the bundle only gets a warning: clients
+/// use their own copy of a root, and rustls parses trust anchors ignoring
+/// unknown critical extensions.
+fn critical_extension_findings(
+    cert: &ParsedCert,
+    position: usize,
+    place: &str,
+    kind: Kind,
+    findings: &mut Findings,
+) {
+    let role = chain::role(position, cert);
+    let policy_only = cert.unhandled_critical.iter().all(|ext| {
+        POLICY_EXTENSIONS
+            .iter()
+            .any(|oid| ext.split(' ').next() == Some(*oid))
+    });
+    let list = cert.unhandled_critical.join(", ");
+    let plural = if cert.unhandled_critical.len() == 1 {
+        "extension"
+    } else {
+        "extensions"
+    };
+    let finding = if policy_only {
+        Error::InvalidCertificateChain(format!(
+            "{place} ({role}) has the critical {plural} {list}, which rustls does not process and so refuses: rustls-based clients and tlsgate's own mutual-TLS handshake fail with UnsupportedCriticalExtension (OpenSSL and browsers process it); reissue it without that extension marked critical if those clients matter"
+        ))
+    } else {
+        Error::InvalidCertificateChain(format!(
+            "{place} ({role}) has the critical {plural} {list}, which TLS libraries do not process and so must refuse: rustls clients and tlsgate's own mutual-TLS handshake fail with UnsupportedCriticalExtension, OpenSSL with \"unhandled critical extension\"; reissue it without that extension marked critical (remove `critical,` from its line in the -extfile or openssl.cnf section), or without the extension"
+        ))
+    };
+    let root_copy = position > 1 && cert.is_self_issued();
+    if root_copy || (policy_only && kind == Kind::Server) {
+        findings.strict(finding);
+    } else {
+        findings.error(finding);
     }
 }
 

@@ -66,6 +66,39 @@ pub(crate) fn is_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
+/// The UTF-8 byte-order mark Windows Notepad writes at the start of a file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// True when the input holds nothing but whitespace (and a UTF-8
+/// byte-order mark, which an editor writes even into an empty file).
+pub(crate) fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .strip_prefix(UTF8_BOM)
+        .unwrap_or(bytes)
+        .iter()
+        .all(u8::is_ascii_whitespace)
+}
+
+/// When `bytes` are UTF-16 text (PowerShell 5's `>` and `Out-File`, Notepad's
+/// "Unicode"), says so and how to convert it. OpenSSL cannot read such a
+/// file either, and without this the input only reads as "not DER", which
+/// sends people looking for the wrong problem. DER never starts with FF or
+/// FE (a certificate, key or CRL starts with 0x30), so the byte-order mark
+/// is unambiguous; without one, an armour line with a NUL after every
+/// character gives it away.
+pub(crate) fn utf16_note(bytes: &[u8]) -> Option<String> {
+    let order = match bytes {
+        [0xFF, 0xFE, ..] => "little-endian, byte-order mark FF FE",
+        [0xFE, 0xFF, ..] => "big-endian, byte-order mark FE FF",
+        _ if bytes.windows(12).any(|w| w == b"-\0-\0-\0-\0-\0B\0") => "little-endian",
+        _ if bytes.windows(12).any(|w| w == b"\0-\0-\0-\0-\0-\0B") => "big-endian",
+        _ => return None,
+    };
+    Some(format!(
+        "it is UTF-16 text ({order}), as PowerShell 5's `>` or `Out-File` and Notepad's \"Unicode\" encoding save it, not the ASCII/UTF-8 PEM that TLS tools read; convert it with `iconv -f utf-16 -t utf-8 FILE > FILE.pem` (PowerShell: `Get-Content FILE | Set-Content -Encoding ascii FILE.pem`)"
+    ))
+}
+
 /// Lenient base64: padding optional, as some tools strip it.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -92,7 +125,10 @@ struct Open {
 /// Collects non-canonical notes, keeping the first occurrence of each kind.
 #[derive(Default)]
 struct Style {
+    bom: Option<usize>,
     crlf: Option<usize>,
+    doubled_cr: Option<usize>,
+    cr_only: bool,
     long_or_short: Option<(usize, usize)>,
     blank: Option<usize>,
     spaces: Option<usize>,
@@ -103,8 +139,24 @@ struct Style {
 impl Style {
     fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if let Some(line) = self.bom {
+            notes.push(format!(
+                "a UTF-8 byte-order mark (EF BB BF, as Windows Notepad saves) at the start of line {line}"
+            ));
+        }
+        if self.cr_only {
+            notes.push(
+                "CR-only line endings (old Mac style; convert with `tr '\\r' '\\n'` or `mac2unix`)"
+                    .to_string(),
+            );
+        }
         if let Some(line) = self.crlf {
             notes.push(format!("CRLF line endings (first at line {line})"));
+        }
+        if let Some(line) = self.doubled_cr {
+            notes.push(format!(
+                "more than one CR before the LF (first at line {line}: a CRLF file converted to CRLF again; `dos2unix` fixes it)"
+            ));
         }
         if let Some((line, len)) = self.long_or_short {
             notes.push(format!(
@@ -141,14 +193,30 @@ pub(crate) fn scan(bytes: &[u8]) -> Scanned {
     let mut open: Option<Open> = None;
     let mut line_no = 0;
 
-    for raw in bytes.split(|&b| b == b'\n') {
+    // A file with CRs but no LF at all uses old Mac line endings: its lines
+    // end at CR. Otherwise lines end at LF, and any run of CRs before the LF
+    // belongs to the line end (as OpenSSL reads it: CRLF, and CR CR LF from
+    // a CRLF file converted again). A CR elsewhere stays in the line, where
+    // it is reported with its line and column.
+    style.cr_only = !bytes.contains(&b'\n') && bytes.contains(&b'\r');
+    let separator = if style.cr_only { b'\r' } else { b'\n' };
+    for raw in bytes.split(|&b| b == separator) {
         line_no += 1;
-        let raw = match raw.strip_suffix(b"\r") {
-            Some(stripped) => {
-                set_once(&mut style.crlf, line_no);
-                stripped
+        let stripped = strip_trailing_crs(raw);
+        match raw.len() - stripped.len() {
+            0 => {}
+            1 => set_once(&mut style.crlf, line_no),
+            _ => set_once(&mut style.doubled_cr, line_no),
+        }
+        // A byte-order mark is an encoding signature, not text: Notepad
+        // writes one at the start of the file, and `cat` of such files puts
+        // one at the start of a later line.
+        let raw = match stripped.strip_prefix(UTF8_BOM) {
+            Some(rest) => {
+                set_once(&mut style.bom, line_no);
+                rest
             }
-            None => raw,
+            None => stripped,
         };
         let line = String::from_utf8_lossy(raw);
         let trimmed = line.trim();
@@ -266,6 +334,12 @@ pub(crate) fn scan(bytes: &[u8]) -> Scanned {
     }
     out.non_canonical = style.notes();
     out
+}
+
+/// `line` without the CRs at its end.
+fn strip_trailing_crs(line: &[u8]) -> &[u8] {
+    let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+    &line[..end]
 }
 
 /// Matches `-----BEGIN LABEL-----` / `-----END LABEL-----` and returns LABEL.
