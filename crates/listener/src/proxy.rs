@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -51,6 +52,51 @@ impl Body for LeasedBody {
             tracing::warn!(listener = %backend.listener, backend = %backend.address, error = %err, "a response body from the backend broke off; the client got it cut short");
             Box::new(err) as BodyError
         })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client's request body that says whether forwarding it is waiting on
+/// the client (the last poll found no bytes yet), so that a request
+/// timeout can tell a slow upload (408, the client's) from a slow backend
+/// (504), including one that stopped reading the body. Bodiless requests
+/// carry no flag.
+struct ClientBody {
+    inner: Incoming,
+    waiting_on_client: Option<Arc<AtomicBool>>,
+}
+
+impl ClientBody {
+    fn new(inner: Incoming) -> (ClientBody, Option<Arc<AtomicBool>>) {
+        let waiting = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let body = ClientBody {
+            inner,
+            waiting_on_client: waiting.clone(),
+        };
+        (body, waiting)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(waiting) = &self.waiting_on_client {
+            waiting.store(polled.is_pending(), Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -196,6 +242,7 @@ async fn forward(
     // The backend client writes the request line itself (origin form,
     // HTTP/1.1) and frames the body per hop: neither the URI, the version
     // nor Transfer-Encoding needs rewriting here.
+    let (body, waiting_on_client) = ClientBody::new(body);
     let mut request = Request::from_parts(parts, body);
 
     // The backend being tried when the request timeout ends the attempt
@@ -206,7 +253,7 @@ async fn forward(
         loop {
             let Some(lease) = runtime.pool.pick(&tried) else {
                 let (parts, body) = request.into_parts();
-                discard_h2_body(parts.version, body);
+                discard_h2_body(parts.version, body.inner);
                 return if tried.is_empty() {
                     runtime.pool.log_unavailable();
                     local_response(
@@ -275,6 +322,15 @@ async fn forward(
     };
     let outcome = tokio::time::timeout(config.timeouts.request, attempt).await;
     outcome.unwrap_or_else(|_| {
+        if waiting_on_client.is_some_and(|waiting| waiting.load(Ordering::Relaxed)) {
+            // Forwarding waited for the client's next body bytes: its
+            // slowness, not the backend's (NGINX: client_body_timeout, 408).
+            tracing::debug!(listener = %config.name, timeout = ?config.timeouts.request, "the request body did not arrive in time (timeouts.request); the client got 408");
+            return local_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time (timeouts.request)",
+            );
+        }
         if let Some(backend) = waiting_on.and_then(|i| runtime.pool.backends().get(i)) {
             tracing::warn!(listener = %config.name, backend = %backend.address, timeout = ?config.timeouts.request, "the backend did not answer in time (timeouts.request); the client got 504");
         }

@@ -1035,6 +1035,75 @@ async fn many_small_headers_under_max_header_bytes_are_accepted() {
     }
 }
 
+/// A request whose body is still arriving when the request timeout ends
+/// it is the client's slowness: 408, not a 504 that blames the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_slower_than_the_request_timeout_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    config.timeouts.request = Duration::from_millis(300);
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    // Two bytes of ten, then nothing.
+    tls.write_all(b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = within("the response", STEP, tls.read(&mut response))
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&response[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
+
+/// A backend that stops reading a large body is the slow party, although
+/// the body has not all gone: 504, not 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_reading_the_body_gets_504_not_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    // Accepts and never reads: the body fills the socket buffers, then
+    // forwarding waits on the backend.
+    let deaf = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let deaf_address = deaf.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = deaf.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
+    config.backends = vec![BackendConfig {
+        address: deaf_address.to_string(),
+        weight: 100,
+    }];
+    config.timeouts.request = Duration::from_millis(500);
+    let (_server, addr) = start(&fx.store, vec![config]).await;
+    let tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    let (mut read, mut write) = tokio::io::split(tls);
+    const SIZE: usize = 32 << 20;
+    let upload = tokio::spawn(async move {
+        let head = format!("POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: {SIZE}\r\n\r\n");
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..SIZE >> 20 {
+            write.write_all(&chunk).await?;
+        }
+        std::io::Result::Ok(write)
+    });
+    let mut response = vec![0u8; 4096];
+    let n = within("the response", STEP, read.read(&mut response))
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&response[..n]);
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    upload.abort();
+    held.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_slower_than_the_request_timeout_gets_504() {
     let fx = Fixture::new();
