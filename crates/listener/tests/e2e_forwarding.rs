@@ -632,7 +632,6 @@ async fn a_request_head_sent_slowly_is_not_cut_by_parking() {
 /// tlsgate does not decode gets 501 (the gzip bytes would pass as data).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_targets_hosts_and_codings_are_settled_before_the_backend() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
     let (_server, addr) = start(
@@ -641,13 +640,9 @@ async fn odd_targets_hosts_and_codings_are_settled_before_the_backend() {
     )
     .await;
     let exchange = |request: &'static str| {
-        let config = fx.client_config(None, &[HTTP11]);
+        let fx = &fx;
         async move {
-            let mut tls = raw_tls(addr, config).await;
-            tls.write_all(request.as_bytes()).await.unwrap();
-            let mut response = Vec::new();
-            let _ = within("the response", STEP, tls.read_to_end(&mut response)).await;
-            let response = String::from_utf8_lossy(&response).into_owned();
+            let response = raw_exchange(addr, fx, request).await;
             let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
             (head.to_owned(), body.to_owned())
         }
@@ -693,7 +688,6 @@ async fn odd_targets_hosts_and_codings_are_settled_before_the_backend() {
 /// client's fault: 400, and the backend stays in rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_body_gets_400_not_a_backend_error() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
     let (server, addr) = start(
@@ -701,15 +695,12 @@ async fn a_malformed_request_body_gets_400_not_a_backend_error() {
         vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
     )
     .await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
-    tls.write_all(
-        b"POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    let response = raw_exchange(
+        addr,
+        &fx,
+        "POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut response = Vec::new();
-    let _ = within("the response", STEP, tls.read_to_end(&mut response)).await;
-    let response = String::from_utf8_lossy(&response);
+    .await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("request body"), "{response}");
     let stats = server.stats(WEB).await.unwrap();
@@ -1039,24 +1030,19 @@ async fn many_small_headers_under_max_header_bytes_are_accepted() {
 /// it is the client's slowness: 408, not a 504 that blames the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_slower_than_the_request_timeout_gets_408() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fx = Fixture::new();
     let backend = Backend::start("a").await;
     let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
     config.timeouts.request = Duration::from_millis(300);
     let (_server, addr) = start(&fx.store, vec![config]).await;
-    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
     // Two bytes of ten, then nothing.
-    tls.write_all(b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\nab")
-        .await
-        .unwrap();
-    tls.flush().await.unwrap();
-    let mut response = vec![0u8; 4096];
-    let n = within("the response", STEP, tls.read(&mut response))
-        .await
-        .unwrap();
-    let head = String::from_utf8_lossy(&response[..n]);
-    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let response = raw_exchange(
+        addr,
+        &fx,
+        "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\nab",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }
 
 /// A backend that stops reading a large body is the slow party, although
