@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use notify::RecursiveMode;
 use tlsgate_cert_store::{CertKind, Store, StoreConfig, StoreEvent};
-use tlsgate_listener::Server;
+use tlsgate_listener::{ListenerConfig, Server};
 use tlsgate_validator::CertificateName;
 use tokio::sync::{Mutex, broadcast, mpsc};
 
@@ -359,7 +359,10 @@ impl ListenerChanges {
                 // The validated config has no PartialEq (policies, paths);
                 // its Debug form holds every field, and a reload is rare.
                 Some(old) if format!("{old:?}") != format!("{listener:?}") => {
-                    changes.changed.push(listener.name.clone());
+                    let fields = changed_fields(old, listener).join(", ");
+                    changes
+                        .changed
+                        .push(format!("{} ({fields})", listener.name));
                 }
                 Some(_) => {}
             }
@@ -376,6 +379,57 @@ impl ListenerChanges {
     fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
+}
+
+/// Which parts of a listener's config differ, as the config file names
+/// them: "web (backend, timeouts)" tells an operator whether a reload did
+/// what was meant.
+fn changed_fields(old: &ListenerConfig, new: &ListenerConfig) -> Vec<&'static str> {
+    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+        format!("{a:?}") != format!("{b:?}")
+    }
+    let mut fields = Vec::new();
+    if old.bind != new.bind {
+        fields.push("bind");
+    }
+    match (old.tls(), new.tls()) {
+        (Some(a), Some(b)) => {
+            if a.certificates != b.certificates {
+                fields.push("certificates");
+            }
+            if differs(&a.policy, &b.policy) {
+                fields.push("tls_policy");
+            }
+            if differs(&a.mutual_auth, &b.mutual_auth) {
+                fields.push("mutual_auth");
+            }
+        }
+        (None, None) => {}
+        _ => fields.push("protocol"),
+    }
+    for (name, changed) in [
+        ("backend", differs(&old.backends, &new.backends)),
+        ("scheduler", differs(&old.scheduler, &new.scheduler)),
+        (
+            "health_check",
+            differs(&old.health_check, &new.health_check),
+        ),
+        (
+            "trusted_proxies",
+            old.trusted_proxies != new.trusted_proxies,
+        ),
+        ("timeouts", differs(&old.timeouts, &new.timeouts)),
+        ("limits", differs(&old.limits, &new.limits)),
+        (
+            "rfc9440_client_cert",
+            old.rfc9440_client_cert != new.rfc9440_client_cert,
+        ),
+    ] {
+        if changed {
+            fields.push(name);
+        }
+    }
+    fields
 }
 
 /// Re-reads the config; a bad one is refused and the running one kept.

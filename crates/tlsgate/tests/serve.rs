@@ -313,7 +313,7 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
     let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
         (&logged["changed"], &logged["added"], &logged["removed"]),
-        (&"web".into(), &"".into(), &"".into()),
+        (&"web (mutual_auth)".into(), &"".into(), &"".into()),
         "{line}"
     );
     assert!(!site.get(port, false, "/").status.success());
@@ -365,10 +365,17 @@ fn serve_forwards_and_a_config_change_turns_mutual_auth_on_without_restart() {
         ok_stdout(&site.get(port, true, "/"));
     }
 
-    // SIGHUP reloads too: mutual auth off again.
-    fs::write(site.config_path(), site.config_text(false)).unwrap();
+    // SIGHUP reloads too: mutual auth off again, and a backend's weight
+    // changed; the line names both.
+    let second = format!("address = \"{}\"\n", site.backends[1]);
+    let text = site
+        .config_text(false)
+        .replace(&second, &format!("{second}weight = 50\n"));
+    fs::write(site.config_path(), text).unwrap();
     proc.signal("HUP");
-    proc.wait_line("configuration reloaded");
+    let line = proc.wait_line("configuration reloaded");
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(logged["changed"], "web (mutual_auth, backend)", "{line}");
     ok_stdout(&site.get(port, false, "/"));
 }
 
