@@ -55,11 +55,11 @@ impl InFlight {
         InFlightGuard(Arc::clone(self))
     }
 
-    fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.now.load(Ordering::Relaxed) == 0
     }
 
-    fn started(&self) -> u64 {
+    pub(crate) fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
 }
@@ -84,7 +84,7 @@ impl Drop for InFlightGuard {
 
 /// What the client stream has been doing, as the parker needs to know it.
 #[derive(Debug, Default)]
-struct Activity {
+pub(crate) struct Activity {
     /// Reads and writes that moved data.
     events: AtomicU64,
     /// The last data moved was read from the client: a request head may be
@@ -127,15 +127,59 @@ impl Activity {
     }
 }
 
+/// Looks, at regular intervals, whether a connection's writes have been
+/// blocked with nothing moving for `limit`: a client that stopped reading
+/// (or vanished without a FIN) would otherwise hold its connection, and the
+/// backend connection behind it, for as long as it liked (NGINX:
+/// `send_timeout`).
+#[derive(Debug)]
+pub(crate) struct SendStall {
+    limit: Duration,
+    stalled: Duration,
+    seen: u64,
+}
+
+impl SendStall {
+    pub(crate) fn new(limit: Duration) -> SendStall {
+        SendStall {
+            limit,
+            stalled: Duration::ZERO,
+            seen: 0,
+        }
+    }
+
+    /// One look, `every` after the last: true once writes have been
+    /// blocked, with no byte moved either way, for `limit`.
+    pub(crate) fn look(&mut self, activity: &Activity, every: Duration) -> bool {
+        let events = activity.events.load(Ordering::Relaxed);
+        if activity.write_blocked.load(Ordering::Relaxed) && events == self.seen {
+            self.stalled += every;
+        } else {
+            self.stalled = Duration::ZERO;
+        }
+        self.seen = events;
+        self.stalled >= self.limit
+    }
+}
+
 /// The client stream, with bytes to replay before it, reporting what it
 /// does to [`Activity`].
-struct ClientIo<IO> {
+pub(crate) struct ClientIo<IO> {
     io: IO,
     replay: Bytes,
     activity: Arc<Activity>,
 }
 
 impl<IO> ClientIo<IO> {
+    /// `io`, reporting to `activity`.
+    pub(crate) fn new(io: IO, activity: Arc<Activity>) -> ClientIo<IO> {
+        ClientIo {
+            io,
+            replay: Bytes::new(),
+            activity,
+        }
+    }
+
     /// Puts `bytes` (read from the stream but not used) back in front of
     /// whatever is still to be replayed.
     fn unread(&mut self, bytes: Bytes) {
@@ -221,6 +265,8 @@ pub(crate) enum Http1End {
     /// A request head was still arriving when `client_idle` ran out (a
     /// stalled or deliberately slow client, slowloris): closed, counted.
     SlowHead,
+    /// The client took no response bytes for the send timeout: dropped.
+    SendStalled,
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves, `client_idle` passes
@@ -232,6 +278,7 @@ pub(crate) async fn serve_http1<IO, S, B>(
     mut service: S,
     in_flight: Arc<InFlight>,
     client_idle: Duration,
+    send_timeout: Duration,
     mut draining: watch::Receiver<bool>,
     stats: &ListenerStats,
 ) -> Result<Http1End, hyper::Error>
@@ -244,11 +291,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Arc::new(Activity::default());
-    let mut io = ClientIo {
-        io,
-        replay: Bytes::new(),
-        activity: Arc::clone(&activity),
-    };
+    let mut io = ClientIo::new(io, Arc::clone(&activity));
+    let mut stall = SendStall::new(send_timeout);
     loop {
         if *draining.borrow() {
             close(&mut io).await;
@@ -291,8 +335,13 @@ where
                         Pin::new(&mut *connection).graceful_shutdown();
                     }
                 }
-                () = tokio::time::sleep(PARK_AFTER), if parking.is_none() && !shutting_down => {
-                    if activity.quiet(seen) && in_flight.is_idle() {
+                () = tokio::time::sleep(PARK_AFTER), if parking.is_none() => {
+                    if stall.look(&activity, PARK_AFTER) {
+                        // Dropped, not closed: a close_notify would wait
+                        // behind the bytes it does not take either.
+                        return Ok(Http1End::SendStalled);
+                    }
+                    if !shutting_down && activity.quiet(seen) && in_flight.is_idle() {
                         // Quiet, nothing half read or half written, nothing
                         // in flight: hyper is between requests, so this ends
                         // it without a response being cut or marked

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
-use crate::keepalive::{self, Http1End, InFlight};
+use crate::keepalive::{self, Activity, ClientIo, Http1End, InFlight, SendStall};
 use crate::log_budget::{Budget, LogBudget};
 use crate::runtime::Runtime;
 use crate::stats::ListenerStats;
@@ -41,6 +41,12 @@ pub enum ServeError {
         hint: &'static str,
     },
 }
+
+/// Concurrent streams per HTTP/2 connection (NGINX's default).
+const MAX_H2_STREAMS: u32 = 128;
+/// Response bytes buffered per HTTP/2 stream ahead of the client's reads:
+/// with [`MAX_H2_STREAMS`], at most 8 MiB per connection.
+const H2_SEND_BUFFER: usize = 64 * 1024;
 
 /// Header lines per request; past it, 431 (hyper applies it to HTTP/1.1,
 /// the proxy to HTTP/2).
@@ -399,6 +405,12 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut stopped: watc
     }
 }
 
+/// Logs a connection dropped because its client took no response bytes
+/// for the send timeout.
+fn stalled(listener: &str, client: SocketAddr, timeout: Duration) {
+    tracing::debug!(%listener, %client, ?timeout, "dropped a connection whose client took no response bytes for timeouts.request");
+}
+
 /// Maps a handshake failure to the reason operators see in logs and metrics.
 /// Logs one failed handshake. A connection closed or broken before the
 /// TLS exchange says anything (TCP health probes, port scanners, a load
@@ -678,6 +690,9 @@ async fn serve<IO>(
     // exact count so the precise limit, counted per R13, is ours to apply.
     let buffer = (config.limits.max_header_bytes + 4096).max(8192);
     let client_idle = config.timeouts.client_idle;
+    // A client that takes no response bytes for this long is dropped: the
+    // same bound as a backend's silence in the middle of a body.
+    let send_timeout = config.timeouts.request;
     let result = match version {
         HttpVersion::Http1 => {
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -702,14 +717,17 @@ async fn serve<IO>(
                 service,
                 in_flight,
                 client_idle,
+                send_timeout,
                 draining,
                 &shared.stats,
             ))
             .await;
-            if end.as_ref().is_ok_and(|end| *end == Http1End::SlowHead)
-                && shared.slow_heads_logged.take_now() == Budget::Log
-            {
-                tracing::info!(listener = %shared.name, %client, timeout = ?client_idle, "closed a connection whose request head was still arriving when timeouts.client_idle ran out: a stalled or deliberately slow (slowloris) client; tlsgate_slow_request_heads_total counts them (logged at most every 10 s)");
+            match end {
+                Ok(Http1End::SlowHead) if shared.slow_heads_logged.take_now() == Budget::Log => {
+                    tracing::info!(listener = %shared.name, %client, timeout = ?client_idle, "closed a connection whose request head was still arriving when timeouts.client_idle ran out: a stalled or deliberately slow (slowloris) client; tlsgate_slow_request_heads_total counts them (logged at most every 10 s)");
+                }
+                Ok(Http1End::SendStalled) => stalled(&shared.name, client, send_timeout),
+                _ => {}
             }
             end.map(drop)
         }
@@ -718,17 +736,50 @@ async fn serve<IO>(
             builder
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(buffer).unwrap_or(u32::MAX))
+                // What a connection may hold: hyper's defaults (200 streams
+                // with 400 KiB of response each buffered for the client) let
+                // one client that grants a large window and then stops
+                // reading hold ~100 MB (QA). NGINX allows 128 streams.
+                .max_concurrent_streams(MAX_H2_STREAMS)
+                .max_send_buf_size(H2_SEND_BUFFER)
                 .keep_alive_interval(Some(client_idle))
                 .keep_alive_timeout(Duration::from_secs(10));
             drop(runtime);
+            let activity = Arc::new(Activity::default());
+            let io = ClientIo::new(io, Arc::clone(&activity));
             let mut connection = Box::pin(builder.serve_connection(TokioIo::new(io), service));
             let mut shutting_down = false;
+            // Looks a few times per period at whether the connection is
+            // idle (no stream started or waiting on a backend for
+            // client_idle: GOAWAY, as for HTTP/1.1 the close; answering
+            // pings does not keep it open) or its writes stalled.
+            let every = (client_idle.min(send_timeout) / 3).max(Duration::from_millis(100));
+            let mut stall = SendStall::new(send_timeout);
+            let mut idle = Duration::ZERO;
+            let mut started = in_flight.started();
             loop {
                 tokio::select! {
                     result = connection.as_mut() => break result,
                     changed = draining.changed(), if !shutting_down => {
                         if changed.is_err() || *draining.borrow() {
                             // GOAWAY: streams in flight finish, no new ones.
+                            shutting_down = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                    () = tokio::time::sleep(every) => {
+                        if stall.look(&activity, every) {
+                            stalled(&shared.name, client, send_timeout);
+                            break Ok(());
+                        }
+                        if in_flight.is_idle() && in_flight.started() == started {
+                            idle += every;
+                        } else {
+                            idle = Duration::ZERO;
+                            started = in_flight.started();
+                        }
+                        if idle >= client_idle && !shutting_down {
+                            // Streams still sending their bodies finish.
                             shutting_down = true;
                             connection.as_mut().graceful_shutdown();
                         }

@@ -1045,6 +1045,83 @@ async fn a_body_slower_than_the_request_timeout_gets_408() {
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }
 
+/// An HTTP/2 connection with no stream for client_idle is closed (GOAWAY)
+/// even though its client answers pings; one whose stream waits on a
+/// slow backend is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_client_idle() {
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[&backend]);
+    config.timeouts.client_idle = Duration::from_millis(400);
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let mut client = Client::connect(addr, fx.client_config(None, &[H2]))
+        .await
+        .unwrap();
+    assert_eq!(client.alpn.as_deref(), Some(&b"h2"[..]));
+    // Waiting on the backend for longer than client_idle: not idle.
+    let response = within("a slow request", STEP, client.get("/delay/1200", &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::OK);
+    within("the idle close", STEP, client.closed()).await;
+    let stats = server.stats(WEB).await.unwrap();
+    eventually("the connection closed", STEP, || async {
+        stats.connections_open() == 0
+    })
+    .await;
+}
+
+/// A client that asks for a large response and stops reading is dropped
+/// once it has taken nothing for timeouts.request (NGINX: send_timeout),
+/// and the backend connection behind it goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    // A backend whose every answer is 64 MiB: more than the sockets hold.
+    let big = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let big_address = big.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = big.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                const SIZE: usize = 64 << 20;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..SIZE >> 20 {
+                    if stream.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut config = listener(WEB, https(&[WWW], "tls12", None), &[]);
+    config.backends = vec![BackendConfig {
+        address: big_address.to_string(),
+        weight: 100,
+    }];
+    config.timeouts.request = Duration::from_millis(600);
+    let (server, addr) = start(&fx.store, vec![config]).await;
+    let stats = server.stats(WEB).await.unwrap();
+    let mut tls = raw_tls(addr, fx.client_config(None, &[HTTP11])).await;
+    tls.write_all(b"GET /big HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // Never read: tlsgate's writes block once the socket buffers fill.
+    eventually("the stalled connection dropped", STEP, || async {
+        stats.connections_open() == 0
+    })
+    .await;
+    drop(tls);
+    served.abort();
+}
+
 /// A backend that stops reading a large body is the slow party, although
 /// the body has not all gone: 504, not 408.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

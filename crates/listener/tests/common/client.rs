@@ -112,6 +112,12 @@ impl Client {
         })
     }
 
+    /// Waits until the server ends the connection (HTTP/2: after its
+    /// GOAWAY; bound it with `within`).
+    pub async fn closed(&mut self) {
+        let _ = (&mut self.driver).await;
+    }
+
     /// Sends `GET path` with `headers` and reads the whole response.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
         self.request(Method::GET, path, headers, Bytes::new()).await
