@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
+use crate::Timeouts;
 use crate::stats::ListenerStats;
 use crate::tunnel::{Tunnel, TunnelEnd, TunnelSlot};
 
@@ -269,7 +270,7 @@ pub(crate) enum Http1End {
     SendStalled,
 }
 
-/// Serves HTTP/1.1 on `io` until the client leaves, `client_idle` passes
+/// Serves HTTP/1.1 on `io` until the client leaves, `timeouts.client_idle` passes
 /// without a request, or `draining` turns true (then in-flight requests
 /// finish and the connection closes).
 pub(crate) async fn serve_http1<IO, S, B>(
@@ -277,8 +278,7 @@ pub(crate) async fn serve_http1<IO, S, B>(
     builder: http1::Builder,
     mut service: S,
     in_flight: Arc<InFlight>,
-    client_idle: Duration,
-    send_timeout: Duration,
+    timeouts: Timeouts,
     mut draining: watch::Receiver<bool>,
     stats: &ListenerStats,
 ) -> Result<Http1End, hyper::Error>
@@ -292,7 +292,9 @@ where
 {
     let activity = Arc::new(Activity::default());
     let mut io = ClientIo::new(io, Arc::clone(&activity));
-    let mut stall = SendStall::new(send_timeout);
+    // A client that takes no response bytes for this long is dropped: the
+    // same bound as a backend's silence in the middle of a body.
+    let mut stall = SendStall::new(timeouts.request);
     loop {
         if *draining.borrow() {
             close(&mut io).await;
@@ -409,7 +411,7 @@ where
         drop(read_buf);
         // Parked: only the TLS stream is held until the client speaks.
         let mut first = [0u8; 1];
-        let wait = client_idle.saturating_sub(PARK_AFTER);
+        let wait = timeouts.client_idle.saturating_sub(PARK_AFTER);
         stats.connection_parked();
         let read = tokio::select! {
             read = tokio::time::timeout(wait, io.io.read(&mut first)) => Some(read),

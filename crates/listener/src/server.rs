@@ -689,10 +689,11 @@ async fn serve<IO>(
     // hyper rejects oversized heads itself (431); give it room above our
     // exact count so the precise limit, counted per R13, is ours to apply.
     let buffer = (config.limits.max_header_bytes + 4096).max(8192);
-    let client_idle = config.timeouts.client_idle;
+    let timeouts = config.timeouts;
+    let client_idle = timeouts.client_idle;
     // A client that takes no response bytes for this long is dropped: the
     // same bound as a backend's silence in the middle of a body.
-    let send_timeout = config.timeouts.request;
+    let send_timeout = timeouts.request;
     let result = match version {
         HttpVersion::Http1 => {
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -716,8 +717,7 @@ async fn serve<IO>(
                 builder,
                 service,
                 in_flight,
-                client_idle,
-                send_timeout,
+                timeouts,
                 draining,
                 &shared.stats,
             ))
