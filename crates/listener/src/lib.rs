@@ -11,6 +11,7 @@
 
 mod backend;
 pub mod config;
+mod h2_flood;
 mod headers;
 mod health;
 mod keepalive;

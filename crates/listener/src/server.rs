@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -16,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::h2_flood::FloodGuard;
 use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
 use crate::keepalive::{self, Activity, ClientIo, Http1End, InFlight, SendStall};
 use crate::log_budget::{Budget, LogBudget};
@@ -70,6 +72,8 @@ struct Shared {
     failed_handshakes_logged: LogBudget,
     /// Bounds the lines about clients too slow to send a request head.
     slow_heads_logged: LogBudget,
+    /// Bounds the lines about HTTP/2 control frame floods.
+    floods_logged: LogBudget,
     /// `connections` was lowered: the accept loop gives back the permit it
     /// holds while waiting for a client, and takes one under the new limit.
     limit_changed: tokio::sync::Notify,
@@ -230,6 +234,7 @@ impl Server {
                 unusable_logged: LogBudget::new(1),
                 failed_handshakes_logged: LogBudget::new(20),
                 slow_heads_logged: LogBudget::new(1),
+                floods_logged: LogBudget::new(1),
                 limit_changed: tokio::sync::Notify::new(),
                 owed_permits: std::sync::atomic::AtomicUsize::new(0),
             });
@@ -746,7 +751,11 @@ async fn serve<IO>(
                 .keep_alive_timeout(Duration::from_secs(10));
             drop(runtime);
             let activity = Arc::new(Activity::default());
-            let io = ClientIo::new(io, Arc::clone(&activity));
+            let flooded = Arc::new(AtomicBool::new(false));
+            let io = ClientIo::new(
+                FloodGuard::new(io, Arc::clone(&flooded)),
+                Arc::clone(&activity),
+            );
             let mut connection = Box::pin(builder.serve_connection(TokioIo::new(io), service));
             let mut shutting_down = false;
             // Looks a few times per period at whether the connection is
@@ -757,7 +766,7 @@ async fn serve<IO>(
             let mut stall = SendStall::new(send_timeout);
             let mut idle = Duration::ZERO;
             let mut started = in_flight.started();
-            loop {
+            let ended = loop {
                 tokio::select! {
                     result = connection.as_mut() => break result,
                     changed = draining.changed(), if !shutting_down => {
@@ -785,7 +794,15 @@ async fn serve<IO>(
                         }
                     }
                 }
+            };
+            if flooded.load(Ordering::Relaxed) {
+                shared.stats.h2_flood();
+                if shared.floods_logged.take_now() == Budget::Log {
+                    tracing::info!(listener = %shared.name, %client, "closed an HTTP/2 connection that sent control frames (PRIORITY, WINDOW_UPDATE, SETTINGS, PING) far beyond what its requests need: a flood; tlsgate_http2_floods_total counts them (logged at most every 10 s)");
+                }
+                return;
             }
+            ended
         }
     };
     if let Err(err) = result {

@@ -18,6 +18,7 @@ pub struct ListenerStats {
     connections_parked: AtomicU64,
     tunnels_open: AtomicU64,
     slow_request_heads: AtomicU64,
+    h2_floods: AtomicU64,
 }
 
 impl ListenerStats {
@@ -59,6 +60,10 @@ impl ListenerStats {
 
     pub(crate) fn slow_request_head(&self) {
         self.slow_request_heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn h2_flood(&self) {
+        self.h2_floods.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a tunnel as open until the guard drops, so a connection
@@ -113,6 +118,12 @@ impl ListenerStats {
     /// clients).
     pub fn slow_request_heads(&self) -> u64 {
         self.slow_request_heads.load(Ordering::Relaxed)
+    }
+
+    /// HTTP/2 connections closed for flooding control frames (PRIORITY,
+    /// WINDOW_UPDATE, SETTINGS, PING) far beyond what their requests need.
+    pub fn http2_floods(&self) -> u64 {
+        self.h2_floods.load(Ordering::Relaxed)
     }
 }
 

@@ -1072,6 +1072,47 @@ async fn an_idle_http2_connection_is_closed_after_client_idle() {
     .await;
 }
 
+/// An HTTP/2 client that floods PRIORITY frames (each makes the server
+/// work, none asks for anything) is disconnected and counted; a client
+/// with requests on the same listener is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_control_frame_flood_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new();
+    let backend = Backend::start("a").await;
+    let (server, addr) = start(
+        &fx.store,
+        vec![listener(WEB, https(&[WWW], "tls12", None), &[&backend])],
+    )
+    .await;
+    let stats = server.stats(WEB).await.unwrap();
+    let mut tls = raw_tls(addr, fx.client_config(None, &[H2])).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(H2));
+    let mut flood = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    flood.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+    // PRIORITY on stream 1: depends on 0, weight 16.
+    let priority = [0, 0, 5, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 15];
+    for _ in 0..20_000 {
+        flood.extend_from_slice(&priority);
+    }
+    // Written while the server may already be closing: errors are fine.
+    let _ = tls.write_all(&flood).await;
+    let mut sink = vec![0u8; 64 * 1024];
+    within("the flood's connection closed", STEP, async {
+        while matches!(tls.read(&mut sink).await, Ok(1..)) {}
+    })
+    .await;
+    eventually("the flood counted", STEP, || async {
+        stats.http2_floods() == 1
+    })
+    .await;
+    let mut client = Client::connect(addr, fx.client_config(None, &[H2]))
+        .await
+        .unwrap();
+    assert_eq!(client.get("/", &[]).await.unwrap().status, StatusCode::OK);
+    assert_eq!(stats.http2_floods(), 1, "an ordinary client is no flood");
+}
+
 /// A client that asks for a large response and stops reading is dropped
 /// once it has taken nothing for timeouts.request (NGINX: send_timeout),
 /// and the backend connection behind it goes too.

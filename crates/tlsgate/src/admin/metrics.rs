@@ -93,6 +93,8 @@ struct ListenerInput {
     tunnels_open: u64,
     /// Connections closed with a request head still arriving at client_idle.
     slow_request_heads: u64,
+    /// HTTP/2 connections closed for flooding control frames.
+    http2_floods: u64,
     /// The listener's backends.
     backends: Vec<BackendInput>,
 }
@@ -284,6 +286,7 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
     let mut parked = Gauged::new();
     let mut tunnels = Gauged::new();
     let mut slow_heads = Counted::new();
+    let mut floods = Counted::new();
     let mut backend_up = Gauged::new();
     let mut backend_in_flight = Gauged::new();
     for listener in &input.listeners {
@@ -335,6 +338,7 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
             by_listener(),
             ConstCounter::new(listener.slow_request_heads),
         );
+        floods.push(by_listener(), ConstCounter::new(listener.http2_floods));
         for backend in &listener.backends {
             let labels = || BackendLabels {
                 listener: name.clone(),
@@ -385,6 +389,12 @@ fn render(input: &MetricsInput) -> Result<String, fmt::Error> {
         "HTTP/1.1 client connections closed because a request head was still \
          arriving when timeouts.client_idle ran out (stalled or slowloris clients)",
         slow_heads,
+    );
+    registry.register(
+        "tlsgate_http2_floods",
+        "HTTP/2 client connections closed for sending control frames (PRIORITY, \
+         WINDOW_UPDATE, SETTINGS, PING) far beyond what their requests need",
+        floods,
     );
     registry.register(
         "tlsgate_backend_up",
@@ -464,6 +474,7 @@ async fn gather(state: &AppState) -> MetricsInput {
             connections_parked: stats.connections_parked(),
             tunnels_open: stats.tunnels_open(),
             slow_request_heads: stats.slow_request_heads(),
+            http2_floods: stats.http2_floods(),
             backends,
             name,
         });
@@ -691,6 +702,7 @@ mod tests {
                     connections_parked: 2,
                     tunnels_open: 1,
                     slow_request_heads: 4,
+                    http2_floods: 3,
                     backends: vec![
                         BackendInput {
                             address: "127.0.0.1:8081".into(),
@@ -716,9 +728,9 @@ mod tests {
     }
 
     /// Every family SPEC §6 asks for (and the additions: parked, tunnels
-    /// slow request heads and config reloads), with its type, sample name
+    /// slow request heads, HTTP/2 floods and config reloads), with its type, sample name
     /// and unit.
-    const FAMILIES: [(&str, &str, Option<&str>); 16] = [
+    const FAMILIES: [(&str, &str, Option<&str>); 17] = [
         (
             "tlsgate_certificate_expiry_timestamp_seconds",
             "gauge",
@@ -735,6 +747,7 @@ mod tests {
         ("tlsgate_connections_parked", "gauge", None),
         ("tlsgate_tunnels_open", "gauge", None),
         ("tlsgate_slow_request_heads", "counter", None),
+        ("tlsgate_http2_floods", "counter", None),
         ("tlsgate_backend_up", "gauge", None),
         ("tlsgate_backend_in_flight", "gauge", None),
         (
@@ -869,6 +882,10 @@ mod tests {
         assert_eq!(
             value(&f, "tlsgate_slow_request_heads", &[("listener", "web")]),
             4.0
+        );
+        assert_eq!(
+            value(&f, "tlsgate_http2_floods", &[("listener", "web")]),
+            3.0
         );
 
         let one = [("listener", "web"), ("backend", "127.0.0.1:8081")];
