@@ -416,7 +416,6 @@ fn stalled(listener: &str, client: SocketAddr, timeout: Duration) {
     tracing::debug!(%listener, %client, ?timeout, "dropped a connection whose client took no response bytes for timeouts.request");
 }
 
-/// Maps a handshake failure to the reason operators see in logs and metrics.
 /// Logs one failed handshake. A connection closed or broken before the
 /// TLS exchange says anything (TCP health probes, port scanners, a load
 /// generator stopping) is a debug line; the rest are info lines within the
@@ -443,6 +442,7 @@ fn log_failed_handshake(shared: &Shared, peer: SocketAddr, reason: &str, detail:
 const CLOSED_IN_HANDSHAKE: &str = "client closed the connection during the handshake";
 const BROKEN_IN_HANDSHAKE: &str = "connection error during the handshake";
 
+/// Maps a handshake failure to the reason operators see in logs and metrics.
 fn handshake_reason(err: &std::io::Error) -> &'static str {
     use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible, PeerMisbehaved};
     let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
