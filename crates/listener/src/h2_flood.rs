@@ -11,14 +11,6 @@
 //! (HEADERS frames) and response bytes sent (a downloading client sends
 //! WINDOW_UPDATEs in proportion).
 
-use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
 /// The client connection preface (RFC 9113 §3.4) before the first frame.
 const PREFACE_LEN: usize = 24;
 /// Control frames allowed whatever else happens: far more than a browser
@@ -36,9 +28,10 @@ const PING: u8 = 0x6;
 const WINDOW_UPDATE: u8 = 0x8;
 const ACK: u8 = 0x1;
 
-/// Counts what a client's frames ask of the server (see the module docs).
+/// Counts what a client's frames ask of the server (see the module docs);
+/// `keepalive::ClientIo` feeds it an HTTP/2 connection's bytes.
 #[derive(Debug)]
-struct FrameCount {
+pub(crate) struct FrameCount {
     preface_left: usize,
     header: [u8; 9],
     header_len: usize,
@@ -49,7 +42,7 @@ struct FrameCount {
 }
 
 impl FrameCount {
-    fn new() -> FrameCount {
+    pub(crate) fn new() -> FrameCount {
         FrameCount {
             preface_left: PREFACE_LEN,
             header: [0; 9],
@@ -63,7 +56,7 @@ impl FrameCount {
 
     /// Reads the frame headers in the next bytes the client sent (frames
     /// may be split anywhere between reads).
-    fn read(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn read(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let skip = if self.preface_left > 0 {
                 let n = self.preface_left.min(bytes.len());
@@ -99,90 +92,17 @@ impl FrameCount {
         }
     }
 
-    fn flooded(&self) -> bool {
+    /// Response bytes sent to the client.
+    pub(crate) fn wrote(&mut self, bytes: usize) {
+        self.written += bytes as u64;
+    }
+
+    /// More control frames than the work asked for allows.
+    pub(crate) fn flooded(&self) -> bool {
         self.control
             > BASE_ALLOWANCE
                 + self.requests.saturating_mul(PER_REQUEST)
                 + self.written / BYTES_PER_FRAME
-    }
-}
-
-/// An HTTP/2 client stream that fails its reads once the client floods
-/// control frames; `flooded` is set then, for the connection's log line.
-pub(crate) struct FloodGuard<IO> {
-    io: IO,
-    count: FrameCount,
-    flooded: Arc<AtomicBool>,
-}
-
-impl<IO> FloodGuard<IO> {
-    pub(crate) fn new(io: IO, flooded: Arc<AtomicBool>) -> FloodGuard<IO> {
-        FloodGuard {
-            io,
-            count: FrameCount::new(),
-            flooded,
-        }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for FloodGuard<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        let result = Pin::new(&mut this.io).poll_read(cx, buf);
-        this.count.read(&buf.filled()[before..]);
-        if this.count.flooded() {
-            this.flooded.store(true, Ordering::Relaxed);
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "HTTP/2 control frame flood",
-            )));
-        }
-        result
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for FloodGuard<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            this.count.written += n as u64;
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = result {
-            this.count.written += n as u64;
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::Timeouts;
+use crate::h2_flood::FrameCount;
 use crate::stats::ListenerStats;
 use crate::tunnel::{Tunnel, TunnelEnd, TunnelSlot};
 
@@ -97,9 +98,16 @@ pub(crate) struct Activity {
     write_blocked: AtomicBool,
     /// hyper began closing the stream (close_notify, FIN).
     shut: AtomicBool,
+    /// The client flooded HTTP/2 control frames; its reads now fail.
+    flooded: AtomicBool,
 }
 
 impl Activity {
+    /// Whether [`ClientIo::with_flood_guard`] ended the stream.
+    pub(crate) fn flooded(&self) -> bool {
+        self.flooded.load(Ordering::Relaxed)
+    }
+
     fn read(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
         self.last_was_read.store(true, Ordering::Relaxed);
@@ -169,6 +177,8 @@ pub(crate) struct ClientIo<IO> {
     io: IO,
     replay: Bytes,
     activity: Arc<Activity>,
+    /// HTTP/2 only: the client's frames, for the flood guard.
+    frames: Option<FrameCount>,
 }
 
 impl<IO> ClientIo<IO> {
@@ -178,6 +188,16 @@ impl<IO> ClientIo<IO> {
             io,
             replay: Bytes::new(),
             activity,
+            frames: None,
+        }
+    }
+
+    /// `io` carrying HTTP/2, whose reads fail once the client floods
+    /// control frames (`h2_flood`), with `activity.flooded()` set.
+    pub(crate) fn with_flood_guard(io: IO, activity: Arc<Activity>) -> ClientIo<IO> {
+        ClientIo {
+            frames: Some(FrameCount::new()),
+            ..ClientIo::new(io, activity)
         }
     }
 
@@ -206,9 +226,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        let this = &mut *self;
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.read();
+            this.activity.read();
+            if let Some(frames) = &mut this.frames {
+                frames.read(&buf.filled()[before..]);
+                if frames.flooded() {
+                    this.activity.flooded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "HTTP/2 control frame flood",
+                    )));
+                }
+            }
         }
         result
     }
@@ -220,8 +251,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.activity.wrote(&result, |n| *n > 0);
+        let this = &mut *self;
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.activity.wrote(&result, |n| *n > 0);
+        count_written(&mut this.frames, &result);
         result
     }
 
@@ -230,8 +263,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.activity.wrote(&result, |n| *n > 0);
+        let this = &mut *self;
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.activity.wrote(&result, |n| *n > 0);
+        count_written(&mut this.frames, &result);
         result
     }
 
@@ -248,6 +283,14 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.activity.shut.store(true, Ordering::Relaxed);
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Response bytes sent widen an HTTP/2 client's allowance for control
+/// frames (a downloading client sends WINDOW_UPDATEs in proportion).
+fn count_written(frames: &mut Option<FrameCount>, result: &Poll<io::Result<usize>>) {
+    if let (Some(frames), Poll::Ready(Ok(n))) = (frames, result) {
+        frames.wrote(*n);
     }
 }
 
@@ -437,11 +480,7 @@ mod tests {
     #[tokio::test]
     async fn unread_bytes_come_before_those_still_to_be_replayed() {
         let (client, mut server) = tokio::io::duplex(64);
-        let mut io = ClientIo {
-            io: client,
-            replay: Bytes::new(),
-            activity: Arc::new(Activity::default()),
-        };
+        let mut io = ClientIo::new(client, Arc::new(Activity::default()));
         io.unread(Bytes::from_static(b"cd"));
         io.unread(Bytes::from_static(b"ab"));
         server.write_all(b"ef").await.unwrap();

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -17,7 +16,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::h2_flood::FloodGuard;
 use crate::headers::{ClientCert, ClientCertHeaders, ConnectionFacts, is_trusted};
 use crate::keepalive::{self, Activity, ClientIo, Http1End, InFlight, SendStall};
 use crate::log_budget::{Budget, LogBudget};
@@ -751,11 +749,7 @@ async fn serve<IO>(
                 .keep_alive_timeout(Duration::from_secs(10));
             drop(runtime);
             let activity = Arc::new(Activity::default());
-            let flooded = Arc::new(AtomicBool::new(false));
-            let io = ClientIo::new(
-                FloodGuard::new(io, Arc::clone(&flooded)),
-                Arc::clone(&activity),
-            );
+            let io = ClientIo::with_flood_guard(io, Arc::clone(&activity));
             let mut connection = Box::pin(builder.serve_connection(TokioIo::new(io), service));
             let mut shutting_down = false;
             // Looks a few times per period at whether the connection is
@@ -795,7 +789,7 @@ async fn serve<IO>(
                     }
                 }
             };
-            if flooded.load(Ordering::Relaxed) {
+            if activity.flooded() {
                 shared.stats.h2_flood();
                 if shared.floods_logged.take_now() == Budget::Log {
                     tracing::info!(listener = %shared.name, %client, "closed an HTTP/2 connection that sent control frames (PRIORITY, WINDOW_UPDATE, SETTINGS, PING) far beyond what its requests need: a flood; tlsgate_http2_floods_total counts them (logged at most every 10 s)");
